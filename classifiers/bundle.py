@@ -1,0 +1,201 @@
+"""The model bundle: model files + tokenizer.json + harmscan.json, read by every front (scan, serve, eval).
+
+Layout of a bundle folder:
+    harmscan.json        the manifest (this module reads and writes it)
+    tokenizer.json       a `tokenizers` tokenizer (no transformers needed at inference)
+    model.onnx           fp32, optimised for ONNX Runtime
+    model.int8.onnx      int8, dynamically quantised (CPU)
+    model.fp16.onnx      fp16 (GPU), when built
+Every file except the manifest is listed in manifest["files"] with its sha256; loading verifies them.
+Calibration and thresholds are edited in place by `harmscan calibrate` / `harmscan thresholds`, which
+rewrite only the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harmscan import __version__
+from harmscan.classifiers.calibration import IDENTITY, validate
+from harmscan.classifiers.policy import Policy
+from harmscan.errors import BundleError
+from harmscan.labels import Taxonomy
+from harmscan.text import NORMALIZER_VERSION
+
+MANIFEST = "harmscan.json"
+FORMAT = "harmscan-bundle"
+FORMAT_VERSION = 1
+VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle. `manifest` is the parsed harmscan.json."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    # -- reading -------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], verify: bool = True) -> Bundle:
+        path = Path(path)
+        mpath = path / MANIFEST
+        if not path.is_dir():
+            raise BundleError(f"bundle {path} does not exist or is not a folder: create one with `harmscan export`")
+        if not mpath.is_file():
+            raise BundleError(f"{path} is not a harmscan bundle: {MANIFEST} is missing (create it with `harmscan export`)")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{mpath} is corrupt (not valid JSON: {exc}); re-export the bundle") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise BundleError(f"{mpath} is not a harmscan bundle manifest")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{mpath} has bundle format {version}, this harmscan reads format {FORMAT_VERSION}: "
+                "re-export the model with this version"
+            )
+        bundle = cls(path, manifest)
+        bundle._check_consistency()
+        if verify:
+            bundle.verify_files()
+        return bundle
+
+    def _check_consistency(self) -> None:
+        m = self.manifest
+        for key in ("labels", "files", "variants", "tokenizer", "max_length"):
+            if key not in m:
+                raise BundleError(f"{self.path / MANIFEST} lacks '{key}': the bundle is incomplete, re-export it")
+        if m.get("normalizer_version") != NORMALIZER_VERSION:
+            raise BundleError(
+                f"{self.path} was built with text normaliser v{m.get('normalizer_version')}, this harmscan "
+                f"has v{NORMALIZER_VERSION}: re-export the bundle"
+            )
+        validate(m.get("calibration", IDENTITY), self.label_names)
+        Policy.from_dict(m.get("thresholds", {}), self.label_names, origin=str(self.path / MANIFEST))
+
+    def verify_files(self) -> None:
+        """Refuse a tampered or incomplete bundle: every listed file must exist with its recorded sha256."""
+        for rel, expected in self.manifest["files"].items():
+            fpath = self.path / rel
+            if not fpath.is_file():
+                raise BundleError(f"bundle file {fpath} is missing: the bundle is incomplete, re-export it")
+            actual = sha256_file(fpath)
+            if actual != expected:
+                raise BundleError(
+                    f"bundle file {fpath} does not match its recorded sha256 (expected {expected[:12]}…, "
+                    f"got {actual[:12]}…): the bundle was modified or corrupted; re-export or re-download it"
+                )
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_list(self.manifest["labels"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return [item["name"] for item in self.manifest["labels"]]
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        return dict(self.manifest.get("calibration") or IDENTITY)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.from_dict(self.manifest.get("thresholds") or {}, self.label_names)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.manifest["max_length"])
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / self.manifest["tokenizer"]
+
+    def variant_path(self, variant: str) -> Path:
+        info = self.manifest["variants"].get(variant)
+        if not info:
+            have = ", ".join(sorted(self.manifest["variants"])) or "none"
+            raise BundleError(f"bundle {self.path} has no {variant} variant (it has: {have})")
+        return self.path / info["file"]
+
+    @property
+    def variants(self) -> list[str]:
+        return sorted(self.manifest["variants"])
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the model files and the decision-relevant manifest fields (audit logs)."""
+        h = hashlib.sha256()
+        for rel, digest in sorted(self.manifest["files"].items()):
+            h.update(f"{rel}={digest};".encode())
+        h.update(json.dumps([self.calibration, self.manifest.get("thresholds")], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    # -- writing -------------------------------------------------------------------------------------
+    def update(self, **fields: Any) -> None:
+        """Set top-level manifest fields (calibration, thresholds, metrics...) and save atomically."""
+        self.manifest.update(fields)
+        self._check_consistency()
+        write_manifest(self.path, self.manifest)
+
+
+def new_manifest(
+    taxonomy: Taxonomy,
+    *,
+    max_length: int,
+    base_model: str,
+    training: Mapping[str, Any],
+    window_stride: int,
+) -> dict[str, Any]:
+    """A manifest with neutral calibration and thresholds; export fills variants and files."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "harmscan_version": __version__,
+        "labels": taxonomy.to_list(),
+        "max_length": int(max_length),
+        "window_stride": int(window_stride),
+        "normalizer_version": NORMALIZER_VERSION,
+        "tokenizer": "tokenizer.json",
+        "base_model": base_model,
+        "variants": {},
+        "calibration": dict(IDENTITY),
+        "thresholds": Policy.neutral(taxonomy.names).to_dict(),
+        "training": dict(training),
+        "metrics": {},
+        "files": {},
+    }
+
+
+def record_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    """Hash every file in the bundle folder (except the manifest) into manifest['files']."""
+    files = {}
+    for fpath in sorted(bundle_dir.rglob("*")):
+        if fpath.is_file() and fpath.name != MANIFEST:
+            files[fpath.relative_to(bundle_dir).as_posix()] = sha256_file(fpath)
+    manifest["files"] = files
+
+
+def write_manifest(bundle_dir: Path, manifest: Mapping[str, Any]) -> None:
+    bundle_dir = Path(bundle_dir)
+    fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".harmscan.", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, bundle_dir / MANIFEST)

@@ -1,0 +1,126 @@
+"""Training recipes: YAML files naming the sources, their weights and caps, augmentation and training knobs.
+
+A recipe is data, not code: `harmscan data build --recipe NAME` and `harmscan train --recipe NAME` read the
+packaged `training/recipes/NAME.yaml`, or a path to any YAML file in the same format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harmscan.errors import DataError
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    weight: float = 1.0
+    cap: int | None = None
+    # Heads whose labels from this source are ignored (set to unknown), e.g. a weak violence signal.
+    drop_heads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    commercial: bool
+    sources: tuple[SourceSpec, ...]
+    split: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    base_model: str | None = None
+    max_length: int = 128
+    path: str = ""
+
+    def source(self, name: str) -> SourceSpec:
+        for spec in self.sources:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "commercial": self.commercial,
+            "base_model": self.base_model,
+            "max_length": self.max_length,
+            "sources": [
+                {"name": s.name, "weight": s.weight, "cap": s.cap, "drop_heads": list(s.drop_heads)}
+                for s in self.sources
+            ],
+            "split": self.split,
+            "augment": self.augment,
+            "train": self.train,
+        }
+
+
+def available_recipes() -> list[str]:
+    folder = resources.files("harmscan.training").joinpath("recipes")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A packaged recipe by name (default, quick, research, full) or a YAML file by path."""
+    text: str
+    origin = str(name_or_path)
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataError(f"cannot read recipe {path}: {exc.strerror}") from None
+    else:
+        res = resources.files("harmscan.training").joinpath("recipes", f"{name_or_path}.yaml")
+        if not res.is_file():
+            raise DataError(
+                f"unknown recipe {name_or_path!r}: choose one of {', '.join(available_recipes())} "
+                "or pass a path to a recipe YAML"
+            )
+        text = res.read_text(encoding="utf-8")
+        origin = f"recipes/{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"recipe {origin} is not valid YAML: {exc}") from None
+    return parse_recipe(data, origin)
+
+
+def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
+    if not isinstance(data, Mapping):
+        raise DataError(f"recipe {origin} must be a mapping with 'name' and 'sources'")
+    raw_sources = data.get("sources")
+    if not isinstance(raw_sources, Mapping) or not raw_sources:
+        raise DataError(f"recipe {origin} needs a 'sources:' mapping of source name -> options")
+    specs = []
+    for name, opts in raw_sources.items():
+        opts = opts or {}
+        if not isinstance(opts, Mapping):
+            raise DataError(f"recipe {origin}: options for source {name!r} must be a mapping (weight, cap)")
+        unknown = set(opts) - {"weight", "cap", "drop_heads"}
+        if unknown:
+            raise DataError(f"recipe {origin}: source {name!r} has unknown options {sorted(unknown)}")
+        weight = float(opts.get("weight", 1.0))
+        if weight <= 0:
+            raise DataError(f"recipe {origin}: weight of {name!r} must be > 0 (remove the source instead)")
+        cap = opts.get("cap")
+        specs.append(SourceSpec(str(name), weight, int(cap) if cap else None, tuple(opts.get("drop_heads", ()))))
+    return Recipe(
+        name=str(data.get("name") or Path(origin).stem),
+        description=str(data.get("description", "")).strip(),
+        commercial=bool(data.get("commercial", True)),
+        sources=tuple(specs),
+        split=dict(data.get("split") or {}),
+        augment=dict(data.get("augment") or {}),
+        train=dict(data.get("train") or {}),
+        base_model=data.get("base_model"),
+        max_length=int(data.get("max_length", 128)),
+        path=origin,
+    )
