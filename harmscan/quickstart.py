@@ -89,7 +89,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     _done(t0)
 
     t0 = _step("6/6 evaluate (test split, behavioural suite)")
-    result = evaluate_bundle(bundle_dir, dataset_dir, out_dir=report_dir, suite=True)
+    result = evaluate_bundle(bundle_dir, dataset_dir, out_dir=report_dir, suite=True, data_dir=data_dir)
     _print_json({k: v for k, v in result.items() if k != "paths"})
     _done(t0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# evaluate/datasets fix their cache paths at import time: point them at a temp dir before any test imports them.
+_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="harmscan-tests-"))
+os.environ.setdefault("HF_HOME", str(_CACHE_ROOT / "hf_home"))
+os.environ.setdefault("BENTOML_HOME", str(_CACHE_ROOT / "bentoml_home"))
 
 REPO = Path(__file__).resolve().parents[1]
 

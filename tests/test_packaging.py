@@ -1,5 +1,6 @@
 """The wheel installs one namespace: harmscan.classifiers, .training, .serving, .eval — no generic top level."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,8 +23,12 @@ def test_namespace_imports_from_the_editable_install():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: a stale build/ folder in the checkout must not leak into the wheel.
+    src = tmp_path_factory.mktemp("src") / "harmscan"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "artifacts", "*.egg-info", "__pycache__", ".*_cache"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -39,6 +44,8 @@ def test_wheel_holds_only_the_harmscan_namespace(wheel: Path):
     for sub in ("classifiers", "training", "serving", "eval"):
         assert f"harmscan/{sub}/__init__.py" in names
     assert "harmscan/labels.yaml" in names
+    assert "harmscan/eval/suite/slots.yaml" in names
+    assert any(n.startswith("harmscan/eval/metrics/") and n.endswith(".py") for n in names)
     assert any(n.startswith("harmscan/training/recipes/") and n.endswith("default.yaml") for n in names)
 
 

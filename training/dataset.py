@@ -186,8 +186,17 @@ def augmentation_rows(recipe: Recipe, train: list[Row], heads: Sequence[str], ex
             text = normalize_text(ex.text)
             key = dedup_key(text)
             if key and key not in exclude:
-                rows.append(Row(text, key, dict(ex.labels), "augment_obfuscation", weights.get(ex.text, 1.0)))
+                weight = weights.get(ex.meta.get("plain_text", ""), 1.0)
+                rows.append(Row(text, key, dict(ex.labels), "augment_obfuscation", weight))
     return rows
+
+
+def _suite_held_out_keys() -> set[str]:
+    try:
+        from harmscan.eval.suite import held_out_keys
+    except ImportError:  # pragma: no cover - the suite ships with harmscan
+        return set()
+    return set(held_out_keys())
 
 
 def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None) -> tuple[dict[str, list[Row]], dict[str, Any]]:
@@ -196,6 +205,11 @@ def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None)
     seed = int(recipe.split.get("seed", 13))
     rows, source_info = read_recipe_sources(recipe, data_dir, taxonomy)
     rows, dedup_stats = dedup(rows, heads)
+    # The behavioural suite's test templates are held out: no row equal to one may feed training or tuning.
+    held_out_suite = _suite_held_out_keys()
+    before = len(rows)
+    rows = [r for r in rows if r.key not in held_out_suite]
+    dedup_stats["dropped_suite_test_cases"] = before - len(rows)
     by_source: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_source[row.source].append(row)

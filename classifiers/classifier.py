@@ -1,0 +1,231 @@
+"""HarmClassifier: a bundle served with ONNX Runtime. Imports onnxruntime, tokenizers and numpy only.
+
+    clf = HarmClassifier.load("artifacts/bundle")
+    clf.predict_proba(["you are an idiot"])        # ndarray [n, labels], calibrated probabilities
+    clf.scan(["how do I kill a python process"])   # [ScanResult(scores, flagged, decision, span, windows)]
+
+Speed: texts are cut into windows, the windows sorted by length and batched, each batch padded only to its
+own longest window (short texts never pay for long ones), and results put back in the caller's order.
+Long texts: every window is scored; a text's score per label is the max over its windows, and its result
+names the character span (in the caller's original string) of the window that scored highest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harmscan.classifiers.bundle import Bundle
+from harmscan.classifiers.calibration import apply_calibration
+from harmscan.classifiers.encoding import WindowTokenizer, forward_windows
+from harmscan.classifiers.policy import Policy
+from harmscan.classifiers.runtime import CUDA, Runner, create_session, resolve_device
+from harmscan.classifiers.textmap import normalize_with_offsets
+from harmscan.errors import BundleError, InputError
+from harmscan.text import normalize_text
+
+DEFAULT_BATCH_SIZE = 32
+VARIANTS = ("auto", "fp32", "int8", "fp16")
+# Texts tokenised at a time inside one call: bounds memory when a caller passes millions of texts.
+_CHUNK = 4096
+
+
+@dataclass
+class ScanResult:
+    """One text's verdict. `span` ({"start", "end", "label"}: character offsets into the caller's original
+    text) locates the window that scored highest for `label`; it is set for texts longer than one window,
+    and for every text when `scan(..., return_spans=True)`."""
+
+    scores: dict[str, float]
+    flagged: list[str]
+    decision: str  # "flag" | "allow"
+    span: dict[str, Any] | None = None
+    windows: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_variant(bundle: Bundle, variant: str, device: str) -> str:
+    """'auto': fp16 on a GPU, int8 on a CPU, when the bundle has them; fp32 otherwise."""
+    if variant not in VARIANTS:
+        raise InputError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    if variant != "auto":
+        bundle.variant_path(variant)  # raises a BundleError naming the variants the bundle has
+        return variant
+    preferred = ("fp16", "fp32", "int8") if device == "cuda" else ("int8", "fp32")
+    for name in preferred:
+        if name in bundle.manifest["variants"]:
+            return name
+    raise BundleError(f"bundle {bundle.path} has no model variant usable on {device}; re-export it")
+
+
+class HarmClassifier:
+    """Scores texts for every label of a bundle. Build it with `HarmClassifier.load(bundle)`."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        runner: Runner,
+        *,
+        variant: str,
+        policy: Policy,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.bundle = bundle
+        self.labels: list[str] = bundle.label_names
+        self.policy = policy
+        self.variant = variant
+        self.batch_size = int(batch_size)
+        self.providers: list[str] = list(runner.session.get_providers())
+        self.calibration = bundle.calibration
+        self._runner = runner
+        stride = int(bundle.manifest.get("window_stride", bundle.max_length // 4))
+        self._tokenizer = WindowTokenizer(bundle.tokenizer_path, bundle.max_length, stride)
+        width = runner.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(self.labels):
+            raise BundleError(
+                f"bundle {bundle.path}: the model has {width} outputs but the manifest lists "
+                f"{len(self.labels)} labels; re-export the bundle"
+            )
+
+    @classmethod
+    def load(
+        cls,
+        bundle: str | os.PathLike[str] | Bundle,
+        variant: str = "auto",
+        device: str = "auto",
+        threads: int | None = None,
+        policy: Policy | str | os.PathLike[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        io_binding: bool | None = None,
+    ) -> HarmClassifier:
+        """Load and verify a bundle. `threads`: ONNX Runtime intra-op threads (None: $OMP_NUM_THREADS, else
+        one per core). `policy`: thresholds (a Policy or a policy file; default: the bundle's).
+        `io_binding`: default on for CUDA."""
+        b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        resolved = resolve_device(device)
+        chosen = choose_variant(b, variant, resolved)
+        session = _session(b, chosen, resolved, threads, device)
+        if resolved == "cuda" and session.get_providers()[0] != CUDA:
+            # device="auto" found a CUDA provider that does not work (create_session warned): pick the
+            # variant for the CPU instead of running an fp16 graph there.
+            resolved = "cpu"
+            cpu_variant = choose_variant(b, variant, "cpu")
+            if cpu_variant != chosen:
+                chosen, session = cpu_variant, _session(b, cpu_variant, "cpu", threads, "cpu")
+        if policy is None:
+            pol = b.policy
+        elif isinstance(policy, Policy):
+            pol = policy
+        else:
+            pol = Policy.from_file(Path(policy), b.label_names)
+        runner = Runner(session, io_binding=resolved == "cuda" if io_binding is None else io_binding)
+        return cls(b, runner, variant=chosen, policy=pol, batch_size=batch_size)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.providers and self.providers[0] == CUDA else "cpu"
+
+    def __repr__(self) -> str:
+        return (
+            f"HarmClassifier(bundle={str(self.bundle.path)!r}, variant={self.variant!r}, "
+            f"providers={self.providers}, labels={self.labels})"
+        )
+
+    # -- public API ----------------------------------------------------------------------------------
+    def predict_logits(self, texts: Iterable[str] | str) -> np.ndarray:
+        """Raw logits [n, labels]; for a text longer than one window, the max over its windows."""
+        return self._infer(_as_texts(texts), want_spans=False)[0]
+
+    def predict_proba(self, texts: Iterable[str] | str) -> np.ndarray:
+        """Calibrated probabilities [n, labels] (the bundle's calibration; sigmoid when it has none)."""
+        return apply_calibration(self.predict_logits(texts), self.calibration, self.labels)
+
+    def scan(
+        self,
+        texts: Iterable[str] | str,
+        thresholds: Mapping[str, float] | None = None,
+        return_spans: bool = False,
+    ) -> list[ScanResult]:
+        """Scores, flagged labels and a decision per text, under the policy (`thresholds` overrides some)."""
+        items = _as_texts(texts)
+        policy = self.policy.with_overrides(thresholds, self.labels)
+        logits, counts, best, win_spans = self._infer(items, want_spans=return_spans)
+        probs = apply_calibration(logits, self.calibration, self.labels)
+        flags = policy.flags(probs, self.labels)
+        results = []
+        for i, text in enumerate(items):
+            flagged = [name for name, f in zip(self.labels, flags[i], strict=True) if f]
+            span = None
+            if return_spans or counts[i] > 1:
+                # The span explains the verdict: the strongest flagged label, else the strongest label.
+                candidates = np.flatnonzero(flags[i]) if flagged else np.arange(len(self.labels))
+                j = int(candidates[np.argmax(probs[i, candidates])])
+                start, end = win_spans[best[i, j]] or (0, 0)
+                o_start, o_end = normalize_with_offsets(text).original_span(start, end)
+                span = {"start": o_start, "end": o_end, "label": self.labels[j]}
+            results.append(
+                ScanResult(
+                    scores={name: float(p) for name, p in zip(self.labels, probs[i], strict=True)},
+                    flagged=flagged,
+                    decision="flag" if flagged else "allow",
+                    span=span,
+                    windows=int(counts[i]),
+                )
+            )
+        return results
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _infer(
+        self, texts: list[str], want_spans: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int] | None]]:
+        """-> logits [n, L] (max over windows), windows per text [n], best window per text and label
+        [n, L] (global window index), char span of each window in its normalised text."""
+        n_labels = len(self.labels)
+        logits = np.zeros((len(texts), n_labels), dtype=np.float32)
+        counts = np.ones(len(texts), dtype=np.int64)
+        best = np.zeros((len(texts), n_labels), dtype=np.int64)
+        spans: list[tuple[int, int] | None] = []
+        for lo in range(0, len(texts), _CHUNK):
+            chunk = [normalize_text(t) for t in texts[lo : lo + _CHUNK]]
+            win = self._tokenizer.encode(chunk, with_spans=want_spans)
+            win_logits = forward_windows(
+                win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels
+            )
+            hi = lo + len(chunk)
+            logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)
+            counts[lo:hi] = win.counts
+            best[lo:hi] = win.first[:, None] + len(spans)
+            for i in np.flatnonzero(win.counts > 1):
+                start = int(win.first[i])
+                best[lo + i] = start + len(spans) + np.argmax(win_logits[start : start + win.counts[i]], axis=0)
+            spans.extend(win.char_spans)
+        return logits, counts, best, spans
+
+
+def _session(bundle: Bundle, variant: str, device: str, threads: int | None, requested: str) -> Any:
+    try:
+        return create_session(bundle.variant_path(variant), device, threads, requested)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BundleError(
+            f"onnxruntime cannot load {bundle.variant_path(variant)}: {exc}; re-export the bundle"
+        ) from None
+
+
+def _as_texts(texts: Iterable[str] | str) -> list[str]:
+    # A bare string is one text, not a sequence of one-character texts.
+    items = [texts] if isinstance(texts, str) else list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputError(f"text #{i} is a {type(t).__name__}, not a str: pass a list of strings")
+    return items

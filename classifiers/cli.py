@@ -1,0 +1,140 @@
+"""CLI: `harmscan export` and `harmscan scan`. Handlers import their modules lazily: `harmscan scan` never
+imports torch or transformers, and `harmscan --help` does not even import onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_ARTIFACTS = Path(os.environ.get("HARMSCAN_ARTIFACTS", "artifacts"))
+DEFAULT_BUNDLE = DEFAULT_ARTIFACTS / "bundle"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained model folder to an ONNX bundle (fp32, int8, fp16) behind a parity gate",
+        description="Export MODEL_DIR (written by `harmscan train`) to a bundle: an optimised fp32 ONNX graph, "
+        "an int8 one, optionally fp16 for GPUs, tokenizer.json and the harmscan.json manifest. Each variant must "
+        "match PyTorch on validation texts (fp32: max |Δp| ≤ 1e-4; int8: ≤ 0.02 and ≥ 99% identical flags).",
+    )
+    p.add_argument("model_dir", type=Path, help="a Hugging Face model folder with harmscan_training.json")
+    p.add_argument("-o", "--output", type=Path, default=DEFAULT_BUNDLE, help=f"bundle folder (default: {DEFAULT_BUNDLE})")
+    p.add_argument("--variants", default="fp32,int8", help="comma-separated: fp32, int8, fp16 (default: fp32,int8)")
+    p.add_argument("--fp16", action="store_true", help="also build the fp16 variant (for GPUs)")
+    p.add_argument(
+        "--validation",
+        help="texts for the parity gate: a .txt (one per line), .jsonl, .csv or .parquet file with a 'text' "
+        "field (default: the validation split recorded by `harmscan train`, else built-in sentences)",
+    )
+    p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime graph fusion (debugging)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "scan",
+        help="score a file of texts (JSONL, CSV, Parquet, text, stdin) with a bundle; resumable",
+        description="Score every text of INPUT and write one row per text: {id, scores, flagged, decision}. "
+        "Bad rows go to an errors file with their line number; --resume continues an interrupted scan exactly.",
+    )
+    p.add_argument("input", help="a .jsonl, .csv, .tsv, .parquet or .txt file (one text per line), or - for stdin")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output file: .jsonl or .parquet")
+    p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help=f"bundle folder (default: {DEFAULT_BUNDLE})")
+    p.add_argument("--text-field", default="text", help="JSONL field / CSV or Parquet column with the text")
+    p.add_argument("--id-field", default="id", help="field / column with the row id (default: the line number)")
+    p.add_argument("--input-format", choices=["jsonl", "csv", "tsv", "parquet", "text"], help="default: by suffix")
+    p.add_argument("--output-format", choices=["jsonl", "parquet"], help="default: by suffix")
+    p.add_argument("--errors", type=Path, help="where bad rows go (default: OUTPUT's stem + .errors.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted scan of the same input")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--policy", type=Path, help="a threshold policy file (JSON/YAML); default: the bundle's")
+    p.add_argument("--thresholds", help="override thresholds: label=p,... e.g. violence=0.3,toxicity=0.7")
+    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: $OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per model call (default: 32)")
+    p.add_argument("--chunk-size", type=int, default=1024, help="texts per commit (default: 1024)")
+    p.add_argument("--spans", action="store_true", help="add the top window's character span and window count")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from harmscan.classifiers.ray_engine import add_ray_arguments  # stdlib-only import: --help stays fast
+
+    add_ray_arguments(p)  # --engine ray|local, --num-actors, --ray-address, --gpus-per-actor
+    p.set_defaults(func=_scan)
+
+
+def parse_thresholds(value: str | None) -> dict[str, float]:
+    """'violence=0.3,toxicity=0.7' -> {'violence': 0.3, 'toxicity': 0.7}."""
+    from harmscan.errors import InputError
+
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in (value or "").split(","))):
+        name, sep, number = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(number)
+        except ValueError:
+            raise InputError(f"--thresholds: {item!r} is not label=probability (e.g. violence=0.3)") from None
+    return out
+
+
+def _export(args: argparse.Namespace) -> int:
+    from harmscan.classifiers.export import export_bundle
+
+    texts = None
+    if args.validation:
+        from harmscan.classifiers.records import iter_records
+
+        texts = [r.text for r in iter_records(args.validation) if r.text is not None]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    out = export_bundle(
+        args.model_dir, args.output, variants=variants, fp16=args.fp16, validation=texts,
+        optimize=not args.no_optimize, progress=not args.no_progress,
+    )
+    from harmscan.classifiers.bundle import Bundle
+
+    bundle = Bundle.load(out, verify=False)
+    for name, info in bundle.manifest["variants"].items():
+        par = info["parity"]
+        print(
+            f"{name}: {info['file']}  max |Δp| {par['max_abs_diff']:.2g}, identical flags {par['flag_agreement']:.2%}"
+            f" on {par['texts']} texts"
+        )
+    print(f"bundle written to {out}")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from harmscan.classifiers.ray_engine import run_ray_scan
+
+        return run_ray_scan(args)
+    from harmscan.classifiers.bundle import Bundle
+    from harmscan.classifiers.classifier import HarmClassifier
+    from harmscan.classifiers.policy import Policy
+    from harmscan.classifiers.scan import scan_file
+
+    bundle = Bundle.load(args.bundle)
+    policy = Policy.from_file(args.policy, bundle.label_names) if args.policy else bundle.policy
+    policy = policy.with_overrides(parse_thresholds(args.thresholds), bundle.label_names)
+    clf = HarmClassifier.load(
+        bundle, variant=args.variant, device=args.device, threads=args.threads, policy=policy,
+        batch_size=args.batch_size,
+    )
+    summary = scan_file(
+        args.input, args.output, clf, text_field=args.text_field, id_field=args.id_field,
+        input_format=args.input_format, output_format=args.output_format, resume=args.resume,
+        overwrite=args.overwrite, errors_path=args.errors, chunk_size=args.chunk_size,
+        progress=not args.no_progress, spans=args.spans,
+    )
+    done = "resumed and finished" if summary.resumed_from else "finished"
+    print(
+        f"scan {done}: {summary.rows} rows in {summary.output} ({summary.flagged} flagged this run, "
+        f"{summary.texts_per_s:.0f} texts/s on {clf.variant}/{clf.providers[0]})",
+        file=sys.stderr,
+    )
+    if summary.errors:
+        print(f"{summary.errors} bad rows listed in {summary.errors_path}", file=sys.stderr)
+    return 0

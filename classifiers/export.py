@@ -1,0 +1,374 @@
+"""`harmscan export`: a trained model folder -> a bundle, with a parity gate against PyTorch.
+
+Variants: fp32 (exported with optimum-onnx, then graph-optimised for ONNX Runtime: fused attention, layer
+norm and GELU), int8 (dynamic quantisation of the optimised graph: int8 weights, activations quantised per
+batch at run time, no calibration data needed) and fp16 (optimum's O4, for GPUs; built when asked).
+
+The gate scores the validation texts with PyTorch and with every variant on exactly the same token windows,
+and refuses the export when a variant drifts past its tolerance; the figures go into the manifest.
+The bundle is assembled in a staging folder and moved into place only when everything passed, so a failed
+export never leaves a half-written or unchecked bundle behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from harmscan.classifiers.bundle import MANIFEST, VARIANT_FILES, new_manifest, record_files, write_manifest
+from harmscan.classifiers.calibration import sigmoid
+from harmscan.classifiers.encoding import WindowTokenizer, forward_windows
+from harmscan.classifiers.runtime import Runner, create_session
+from harmscan.classifiers.validation_texts import builtin_validation_texts
+from harmscan.errors import BundleError, InputError, require
+from harmscan.labels import Taxonomy
+from harmscan.text import normalize_text
+
+log = logging.getLogger(__name__)
+
+TRAINING_INFO = "harmscan_training.json"
+DEFAULT_MAX_LENGTH = 256
+# max |Δprobability| against PyTorch, and the least share of identical flags (None: not gated).
+TOLERANCES: dict[str, dict[str, float | None]] = {
+    "fp32": {"max_abs_diff": 1e-4, "min_flag_agreement": None},
+    "int8": {"max_abs_diff": 0.02, "min_flag_agreement": 0.99},
+    "fp16": {"max_abs_diff": 0.01, "min_flag_agreement": 0.99},
+}
+PARITY_THRESHOLD = 0.5  # flags are compared at the neutral threshold a fresh bundle carries
+MAX_VALIDATION_TEXTS = 2000
+PARITY_BATCH = 32
+
+
+def read_training_info(model_dir: Path) -> tuple[dict[str, Any], Taxonomy, dict[str, Any]]:
+    """(harmscan_training.json, its taxonomy, config.json) of a model folder, checked against each other."""
+    if not model_dir.is_dir():
+        raise InputError(f"model folder {model_dir} does not exist: train one with `harmscan train`")
+    config_path, info_path = model_dir / "config.json", model_dir / TRAINING_INFO
+    if not config_path.is_file():
+        raise InputError(f"{model_dir} is not a Hugging Face model folder: config.json is missing")
+    if not info_path.is_file():
+        raise InputError(
+            f"{model_dir} lacks {TRAINING_INFO} (written by `harmscan train`): it records the labels, "
+            "max length and data licences that the bundle needs"
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {config_path.name} / {TRAINING_INFO} in {model_dir}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("labels"), list):
+        raise InputError(f"{info_path} must hold a mapping with a 'labels' list (taxonomy entries)")
+    taxonomy = Taxonomy.from_list(info["labels"])
+    id2label = config.get("id2label") or {}
+    model_labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label))]
+    if model_labels != taxonomy.names:
+        raise BundleError(
+            f"{config_path} id2label {model_labels} does not match the labels in {info_path} "
+            f"{taxonomy.names}: the model's output columns must follow the taxonomy order"
+        )
+    return info, taxonomy, config
+
+
+def validation_texts(model_dir: Path, info: dict[str, Any], given: Sequence[str] | None) -> tuple[list[str], str]:
+    """The parity texts: the caller's, else the recorded dataset's validation split, else the built-in list."""
+    if given is not None:
+        texts, source = list(given), "caller"
+    else:
+        texts, source = _dataset_texts(model_dir, info) or (builtin_validation_texts(), "builtin")
+    if not texts:
+        raise InputError("the parity gate needs at least one validation text")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputError(f"validation text #{bad} is a {type(texts[bad]).__name__}, not a str")
+    if len(texts) > MAX_VALIDATION_TEXTS:  # an evenly spaced, deterministic subset keeps export quick
+        step = len(texts) / MAX_VALIDATION_TEXTS
+        texts = [texts[int(i * step)] for i in range(MAX_VALIDATION_TEXTS)]
+    return texts, source
+
+
+def _dataset_texts(model_dir: Path, info: dict[str, Any]) -> tuple[list[str], str] | None:
+    recorded = info.get("dataset")
+    if isinstance(recorded, dict):
+        recorded = recorded.get("path")
+    if not recorded:
+        return None
+    path = Path(recorded)
+    path = path if path.is_absolute() else model_dir / path
+    if not path.exists():
+        log.warning("the dataset recorded in %s (%s) is absent: parity uses built-in texts", TRAINING_INFO, path)
+        return None
+    datasets = require("datasets", "train")
+    ds = datasets.load_from_disk(str(path))
+    if "validation" not in ds:
+        return None
+    return [str(t) for t in ds["validation"]["text"]], f"dataset:{path}"
+
+
+def export_bundle(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    variants: Sequence[str] = ("fp32", "int8"),
+    fp16: bool = False,
+    validation: Sequence[str] | None = None,
+    optimize: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Export `model_dir` (a `harmscan train` folder) to the bundle folder `out_dir`; returns its path.
+
+    Raises BundleError when a variant fails the parity gate (nothing is written then), InputError for a
+    bad model folder or arguments. `out_dir` may be an existing bundle (it is replaced) or an empty folder.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    wanted = _check_variants(variants, fp16)
+    _check_output(out_dir)
+    info, taxonomy, config = read_training_info(model_dir)
+    max_length = int(info.get("max_length") or DEFAULT_MAX_LENGTH)
+    positions = int(config.get("max_position_embeddings") or max_length)
+    if not 8 <= max_length <= positions:
+        raise InputError(f"{TRAINING_INFO}: max_length {max_length} must be within [8, {positions}] for this model")
+    stride = max_length // 4
+    texts, source = validation_texts(model_dir, info, validation)
+
+    steps = ["load model", "export ONNX", "optimise", *(f"build {v}" for v in wanted if v != "fp32"), "parity gate"]
+    bar = tqdm(total=len(steps) + 1, desc="export", unit="step", disable=not progress)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="harmscan-export-") as work_dir:
+            work = Path(work_dir)
+            bar.set_postfix_str("load model")
+            model, tokenizer_file = _load_torch_model(model_dir, staging)
+            _next(bar, "export ONNX")
+            raw = _export_onnx(model, work / "raw")
+            _next(bar, "optimise")
+            built: dict[str, dict[str, Any]] = {}
+            optimized = work / "optimized.onnx"
+            opt_info = _optimize_fp32(raw, optimized, optimize)
+            if "fp32" in wanted:
+                shutil.copyfile(optimized, staging / VARIANT_FILES["fp32"])
+                built["fp32"] = opt_info
+            if "int8" in wanted:
+                _next(bar, "build int8")
+                built["int8"] = {**opt_info, **_quantize_int8(optimized, staging / VARIANT_FILES["int8"])}
+            if "fp16" in wanted:
+                _next(bar, "build fp16")
+                built["fp16"] = _convert_fp16(raw, staging / VARIANT_FILES["fp16"])
+            _next(bar, "parity gate")
+            tokenizer = WindowTokenizer(tokenizer_file, max_length, stride)
+            parity = _parity(model, tokenizer, texts, staging, wanted)
+        failures = [_failure(v, parity[v]) for v in wanted if not parity[v]["passed"]]
+        if failures:
+            raise BundleError(
+                f"export of {model_dir} refused by the parity gate on {len(texts)} {source} texts: "
+                + "; ".join(failures)
+                + ". Nothing was written: export without that variant (--variants fp32) or check the model"
+            )
+        _next(bar, "write bundle")
+        training = {k: v for k, v in info.items() if k not in ("labels", "metrics", "max_length")}
+        manifest = new_manifest(
+            taxonomy,
+            max_length=max_length,
+            base_model=str(info.get("base_model") or config.get("_name_or_path") or "unknown"),
+            training=training,
+            window_stride=stride,
+        )
+        manifest["metrics"] = info.get("metrics") or {}
+        for variant in wanted:
+            manifest["variants"][variant] = {"file": VARIANT_FILES[variant], **built[variant], "parity": parity[variant]}
+        manifest["export"] = _export_record(source, len(texts))
+        record_files(staging, manifest)
+        write_manifest(staging, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+        bar.update(1)
+    finally:
+        bar.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("bundle written to %s (%s)", out_dir, ", ".join(wanted))
+    return out_dir
+
+
+# -- steps ---------------------------------------------------------------------------------------------
+def _next(bar: tqdm, name: str) -> None:
+    bar.update(1)
+    bar.set_postfix_str(name)
+    log.debug("export: %s", name)
+
+
+def _check_variants(variants: Sequence[str], fp16: bool) -> list[str]:
+    wanted = list(dict.fromkeys([*variants, *(["fp16"] if fp16 else [])]))
+    unknown = [v for v in wanted if v not in VARIANT_FILES]
+    if unknown or not wanted:
+        raise InputError(f"unknown variants {unknown or '(none)'}: choose from {', '.join(VARIANT_FILES)}")
+    return wanted
+
+
+def _check_output(out_dir: Path) -> None:
+    # Replacing an earlier bundle is routine (re-export); wiping an unrelated folder never is.
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
+        raise InputError(f"output {out_dir} exists and is not a harmscan bundle: choose another -o folder")
+
+
+def _load_torch_model(model_dir: Path, staging: Path) -> tuple[Any, Path]:
+    """The PyTorch model (the parity reference) and the bundle's tokenizer.json, written into staging."""
+    require("torch", "train")
+    transformers = require("transformers", "train")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer_file = staging / "tokenizer.json"
+    fast = transformers.AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    if not getattr(fast, "is_fast", False):
+        raise InputError(f"{model_dir}: the tokenizer has no fast (Rust) version, which inference needs")
+    backend = fast.backend_tokenizer
+    # Padding and truncation are per-call settings at inference; a bundle should not carry stale ones.
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(tokenizer_file))
+    return model, tokenizer_file
+
+
+def _export_onnx(model: Any, out: Path) -> Path:
+    exporters = require("optimum.exporters.onnx.convert", "train")
+    exporters.onnx_export_from_model(model, out, task="text-classification", do_validation=False)
+    path = out / "model.onnx"
+    if not path.is_file():
+        raise BundleError(f"optimum produced no model.onnx in {out}")
+    return path
+
+
+def _optimize_fp32(raw: Path, dest: Path, optimize: bool) -> dict[str, Any]:
+    if not optimize:
+        shutil.copyfile(raw, dest)
+        return {"optimization": "none"}
+    try:
+        level = _ort_optimize(raw, dest, level="O2")
+        return {"optimization": level}
+    except Exception as exc:  # noqa: BLE001 - optimum raises plain exceptions for unsupported architectures
+        log.warning("graph optimisation failed (%s): the fp32 graph is kept as exported", exc)
+        shutil.copyfile(raw, dest)
+        return {"optimization": f"none ({type(exc).__name__})"}
+
+
+def _ort_optimize(raw: Path, dest: Path, level: str) -> str:
+    ort_opt = require("optimum.onnxruntime", "train")
+    config_mod = require("optimum.onnxruntime.configuration", "train")
+    config = config_mod.AutoOptimizationConfig.with_optimization_level(level)
+    if level == "O2":
+        config.optimize_for_gpu = False
+    with tempfile.TemporaryDirectory(prefix="harmscan-opt-") as tmp:
+        optimizer = ort_opt.ORTOptimizer.from_pretrained(raw.parent, file_names=[raw.name])
+        optimizer.optimize(save_dir=tmp, optimization_config=config, file_suffix="opt")
+        produced = Path(tmp) / f"{raw.stem}_opt.onnx"
+        shutil.move(produced, dest)
+    return level
+
+
+def _quantize_int8(optimized: Path, dest: Path) -> dict[str, Any]:
+    onnx = require("onnx", "train")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Quantise the fused graph: the fused Attention becomes QAttention, which runs the attention
+    # projections in int8 too (fusion first, quantisation second, as ONNX Runtime recommends).
+    quantize_dynamic(
+        optimized,
+        dest,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        # Fused ORT ops have no ONNX shape inference; their outputs are float.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return {"quantization": "dynamic int8 (QInt8 weights per channel, uint8 activations)"}
+
+
+def _convert_fp16(raw: Path, dest: Path) -> dict[str, Any]:
+    # optimum's O4: the O3 fusions for a GPU, then float16 weights and compute (inputs/outputs stay int64
+    # and float32). It needs no GPU to build; it is meant to run on one.
+    _ort_optimize(raw, dest, level="O4")
+    return {"optimization": "O4", "precision": "float16"}
+
+
+# -- parity --------------------------------------------------------------------------------------------
+def _parity(model: Any, tokenizer: WindowTokenizer, texts: list[str], staging: Path, variants: list[str]) -> dict[str, Any]:
+    torch = require("torch", "train")
+    windows = tokenizer.encode([normalize_text(t) for t in texts])
+    n_out = int(model.config.num_labels)
+
+    def torch_forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = model(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                token_type_ids=torch.zeros_like(torch.from_numpy(ids)),
+            )
+        return out.logits.float().numpy()
+
+    def per_text(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        win_logits = forward_windows(windows, fn, PARITY_BATCH, tokenizer.pad_id, n_out)
+        return np.maximum.reduceat(win_logits, windows.first, axis=0)
+
+    reference = sigmoid(per_text(torch_forward))
+    results = {}
+    for variant in variants:
+        session = create_session(staging / VARIANT_FILES[variant], "cpu", None, "cpu")
+        probs = sigmoid(per_text(Runner(session, io_binding=False)))
+        results[variant] = _compare(reference, probs, variant, session.get_providers()[0], len(windows))
+    return results
+
+
+def _compare(reference: np.ndarray, probs: np.ndarray, variant: str, provider: str, n_windows: int) -> dict[str, Any]:
+    diff = np.abs(probs - reference)
+    flags_ref, flags = reference >= PARITY_THRESHOLD, probs >= PARITY_THRESHOLD
+    tol = TOLERANCES[variant]
+    report: dict[str, Any] = {
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "flag_agreement": float(np.mean(flags_ref == flags)),
+        "decision_agreement": float(np.mean(flags_ref.any(axis=1) == flags.any(axis=1))),
+        "texts": int(reference.shape[0]),
+        "windows": int(n_windows),
+        "threshold": PARITY_THRESHOLD,
+        "reference": "pytorch fp32",
+        "provider": provider,
+        "tolerance": dict(tol),
+    }
+    ok = report["max_abs_diff"] <= float(tol["max_abs_diff"] or 0.0)
+    if tol["min_flag_agreement"] is not None:
+        ok = ok and report["flag_agreement"] >= float(tol["min_flag_agreement"])
+    report["passed"] = bool(ok)
+    return report
+
+
+def _failure(variant: str, r: dict[str, Any]) -> str:
+    tol = r["tolerance"]
+    text = f"{variant}: max |Δp| {r['max_abs_diff']:.3g} (limit {tol['max_abs_diff']:g})"
+    if tol["min_flag_agreement"] is not None:
+        text += f", identical flags {r['flag_agreement']:.2%} (need ≥ {tol['min_flag_agreement']:.0%})"
+    return text
+
+
+def _export_record(source: str, n_texts: int) -> dict[str, Any]:
+    import onnxruntime
+
+    versions = {"onnxruntime": onnxruntime.__version__}
+    for name in ("torch", "transformers", "optimum", "onnx"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a version string is informational only
+            continue
+    return {
+        "validation": {"source": source, "texts": n_texts},
+        "tolerances": TOLERANCES,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": versions,
+    }

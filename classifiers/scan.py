@@ -1,0 +1,268 @@
+"""`harmscan scan`: score a file of texts in chunks, with constant memory, resumable after any crash.
+
+Commit protocol (what makes `--resume` exact): after each chunk the rows are appended to the output and the
+bad rows to the errors file, both are fsynced, and only then is the progress file (OUTPUT's name +
+".progress.json") atomically replaced with the new counts and byte offsets. A resumed scan truncates both
+files to the offsets of the last progress file and skips exactly that many input records, so a SIGKILL at
+any instant loses nothing and duplicates nothing. The progress file stays after a finished scan as its
+record (bundle fingerprint, thresholds, counts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from harmscan.classifiers.classifier import HarmClassifier
+from harmscan.classifiers.records import Record, detect_input_format, iter_records
+from harmscan.classifiers.writers import (
+    JsonlWriter,
+    ParquetWriter,
+    RowWriter,
+    detect_output_format,
+    error_row,
+    result_row,
+)
+from harmscan.errors import InputError
+
+DEFAULT_CHUNK = 1024
+PROGRESS_FORMAT = "harmscan-scan-progress"
+PROGRESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    output: Path
+    errors_path: Path | None  # None when no row was bad
+    records: int  # input records accounted for (rows + errors), including a resumed part
+    rows: int  # rows in the output
+    flagged: int  # rows flagged in this run
+    errors: int  # bad rows in the errors file
+    resumed_from: int  # records that an earlier, interrupted run had already committed
+    seconds: float  # this run
+    texts_per_s: float  # this run
+    complete: bool
+
+
+def progress_path(output: Path) -> Path:
+    return output.with_name(output.name + ".progress.json")
+
+
+def default_errors_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".errors.jsonl")
+
+
+def scan_file(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    classifier: HarmClassifier,
+    *,
+    text_field: str = "text",
+    id_field: str = "id",
+    input_format: str | None = None,
+    output_format: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    errors_path: str | os.PathLike[str] | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+    spans: bool = False,
+) -> ScanSummary:
+    """Scan `input` (a path or '-') into `output` under the classifier's policy; see the module doc."""
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+    source = "-" if str(input) == "-" else Path(input)
+    out = Path(output)
+    fmt_in = detect_input_format(source, input_format)
+    fmt_out = detect_output_format(out, output_format)
+    errors_file = Path(errors_path) if errors_path else default_errors_path(out)
+    if errors_file.resolve() == out.resolve() or (source != "-" and Path(source).resolve() == out.resolve()):
+        raise InputError(f"output {out} must differ from the input and from the errors file")
+    identity = {
+        "input": _input_identity(source, fmt_in, text_field, id_field),
+        "bundle": classifier.bundle.fingerprint,
+        "variant": classifier.variant,
+        "thresholds": dict(classifier.policy.thresholds),
+        "output_format": fmt_out,
+        "spans": spans,
+    }
+    state = _start_state(out, errors_file, identity, resume, overwrite)
+    if state.get("input_done") and fmt_out == "parquet" and out.exists() and not ParquetWriter.parts_of(out).exists():
+        state = _save(out, {**state, "complete": True})  # killed after the merge, before recording it
+    if state.get("complete"):
+        return _summary(out, errors_file, state, 0, 0, 0.0, skip=int(state.get("records", 0)))
+
+    writer: RowWriter
+    if fmt_out == "parquet":
+        writer = ParquetWriter(out, classifier.labels, spans, state.get("output"))
+    else:
+        writer = JsonlWriter(out, state.get("output"))
+    errors = JsonlWriter(errors_file, state.get("errors"))
+    skip = int(state.get("records", 0))
+    start, flagged, scanned = time.perf_counter(), 0, 0
+    bar = tqdm(desc="scan", unit="text", unit_scale=True, initial=skip, disable=not progress, smoothing=0.1)
+    try:
+        if not state.get("input_done"):
+            records = itertools.islice(iter_records(source, fmt_in, text_field, id_field), skip, None)
+            pending = 0
+            for chunk in _chunks(records, chunk_size):
+                rows, bad = _score(chunk, classifier, spans)
+                writer.write(rows)
+                errors.write(bad)
+                flagged += sum(r["decision"] == "flag" for r in rows)
+                scanned += len(rows)
+                pending += len(chunk)
+                if writer.ready():
+                    state = _commit(out, state, writer, errors, pending)
+                    pending = 0
+                bar.update(len(chunk))
+                bar.set_postfix(errors=errors.rows, refresh=False)
+            state = _commit(out, state, writer, errors, pending, input_done=True)
+        writer.finish()
+        errors.finish()
+        state = _save(out, {**state, "complete": True})
+    finally:
+        bar.close()
+        writer.close()
+        errors.close()
+    return _summary(out, errors_file, state, flagged, scanned, time.perf_counter() - start, skip)
+
+
+# -- chunks --------------------------------------------------------------------------------------------
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+def _score(chunk: list[Record], classifier: HarmClassifier, spans: bool) -> tuple[list[dict], list[dict]]:
+    """Output rows and error rows of one chunk, each in input order."""
+    good = [r for r in chunk if r.error is None and r.text is not None]
+    results = classifier.scan([r.text for r in good if r.text is not None], return_spans=spans) if good else []
+    rows = [result_row(r.id, res, spans) for r, res in zip(good, results, strict=True)]
+    bad = [error_row(r.line, r.id, r.error or "no text") for r in chunk if r.error is not None or r.text is None]
+    return rows, bad
+
+
+# -- progress state ------------------------------------------------------------------------------------
+def _input_identity(source: str | Path, fmt: str, text_field: str, id_field: str) -> dict[str, Any]:
+    ident: dict[str, Any] = {"path": "-", "format": fmt, "text_field": text_field, "id_field": id_field}
+    if source != "-":
+        path = Path(source)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InputError(f"cannot read input {path}: {exc.strerror}") from None
+        ident.update(path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return ident
+
+
+def _start_state(
+    out: Path, errors_file: Path, identity: dict[str, Any], resume: bool, overwrite: bool
+) -> dict[str, Any]:
+    ppath = progress_path(out)
+    saved = _load(ppath) if ppath.exists() else None
+    if resume and saved is not None:
+        _check_same_scan(ppath, saved, identity)
+        return saved
+    if resume and out.exists():
+        raise InputError(
+            f"cannot resume: {out} exists but {ppath.name} (the progress record) does not; "
+            "rerun with --overwrite to start again"
+        )
+    if not resume and not overwrite and (out.exists() or saved is not None):
+        raise InputError(f"{out} exists: pass --resume to continue an interrupted scan, or --overwrite to replace it")
+    ppath.unlink(missing_ok=True)
+    fresh = {
+        "format": PROGRESS_FORMAT,
+        "version": PROGRESS_VERSION,
+        **identity,
+        "errors_path": str(errors_file),
+        "records": 0,
+        "output": None,
+        "errors": None,
+        "input_done": False,
+        "complete": False,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return fresh
+
+
+def _check_same_scan(ppath: Path, saved: dict[str, Any], identity: dict[str, Any]) -> None:
+    """A resumed scan must continue the same input with the same model and thresholds, else its output
+    would mix two scans."""
+    what = {
+        "input": "the input file (path, size or modification time) changed",
+        "bundle": "the bundle (model files, calibration or thresholds) differs",
+        "variant": "the model variant differs",
+        "thresholds": "the thresholds differ",
+        "output_format": "the output format differs",
+        "spans": "--spans differs",
+    }
+    for key, reason in what.items():
+        if saved.get(key) != identity[key]:
+            raise InputError(
+                f"cannot resume the scan recorded in {ppath}: {reason} since it started; "
+                "rerun with the original settings, or with --overwrite to start again"
+            )
+
+
+def _load(ppath: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(ppath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"progress file {ppath} is unreadable ({exc}): rerun with --overwrite") from None
+    if not isinstance(data, dict) or data.get("format") != PROGRESS_FORMAT:
+        raise InputError(f"{ppath} is not a harmscan scan progress file: rerun with --overwrite")
+    return data
+
+
+def _commit(
+    out: Path, state: dict[str, Any], writer: RowWriter, errors: JsonlWriter, records: int, input_done: bool = False
+) -> dict[str, Any]:
+    # Order matters: data first (fsynced by commit), the progress record that points at it last.
+    new = {
+        **state,
+        "output": writer.commit(),
+        "errors": errors.commit(),
+        "records": int(state.get("records", 0)) + records,
+        "input_done": input_done,
+    }
+    return _save(out, new)
+
+
+def _save(out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    state = {**state, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ppath = progress_path(out)
+    tmp = ppath.with_name(f".{ppath.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, ppath)
+    return state
+
+
+def _summary(
+    out: Path, errors_file: Path, state: dict[str, Any], flagged: int, scanned: int, seconds: float, skip: int = 0
+) -> ScanSummary:
+    n_errors = int((state.get("errors") or {}).get("rows", 0))
+    return ScanSummary(
+        output=out,
+        errors_path=errors_file if n_errors else None,
+        records=int(state.get("records", 0)),
+        rows=int((state.get("output") or {}).get("rows", 0)),
+        flagged=flagged,
+        errors=n_errors,
+        resumed_from=skip,
+        seconds=seconds,
+        texts_per_s=scanned / seconds if seconds > 0 else 0.0,
+        complete=bool(state.get("complete")),
+    )

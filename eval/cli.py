@@ -1,0 +1,156 @@
+"""CLI: `harmscan eval`, `harmscan calibrate`, `harmscan thresholds`. Handlers import heavy modules lazily."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ARTIFACTS = Path(os.environ.get("HARMSCAN_ARTIFACTS", "artifacts"))
+OBJECTIVE_HELP = (
+    "f1 | precision>=P | recall>=R | fpr<=F, for every label, or per label: "
+    "'toxicity=precision>=0.9,violence=f1' (a bare objective sets the default; unnamed labels get f1)"
+)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="a bundle folder written by `harmscan export`")
+    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"], help="model variant")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a bundle on a built dataset and/or a public benchmark: JSON, Markdown and HTML report",
+    )
+    _common(p)
+    p.add_argument("--data", type=Path, help="a dataset built by `harmscan data build` (evaluates its test split)")
+    p.add_argument("--split", default="test", help="dataset split to evaluate (default: test)")
+    p.add_argument("-o", "--output", type=Path, help="report folder (default: artifacts/report)")
+    p.add_argument("--policy", type=Path, help="a threshold policy file (default: the bundle's thresholds)")
+    p.add_argument("--thresholds", help="override thresholds: 'toxicity=0.7,violence=0.4'")
+    p.add_argument("--suite", action="store_true", help="add the behavioural test suite to the report")
+    p.add_argument(
+        "--benchmark", action="append", default=[],
+        help="a public benchmark: openai_moderation, xstest, hatecheck, harmbench, simplesafetytests "
+        "(repeat with one --path each)",
+    )
+    p.add_argument("--path", action="append", default=[], type=Path, help="the benchmark's published file")
+    p.add_argument(
+        "--data-dir", help="data sources for the identity-term audit (default: $HARMSCAN_DATA_DIR, if present)"
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("calibrate", help="fit per-label calibration on the validation split into the bundle")
+    _common(p)
+    p.add_argument("--data", type=Path, help="built dataset (default: the one the quickstart builds)")
+    p.add_argument("--method", default="temperature", choices=["temperature", "isotonic"])
+    p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("thresholds", help="choose per-label thresholds on validation; report them on test")
+    _common(p)
+    p.add_argument("--data", type=Path, help="built dataset (default: the one the quickstart builds)")
+    p.add_argument("--objective", default="f1", help=OBJECTIVE_HELP)
+    p.add_argument(
+        "--prevalence",
+        help="your traffic's base rate, one number for all labels or 'toxicity=0.05,violence=0.005': "
+        "validation is re-weighted to it before a precision or F1 operating point is chosen",
+    )
+    p.add_argument("--policy-out", type=Path, help="write a policy file instead of updating the bundle")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
+    p.set_defaults(func=_thresholds)
+
+
+def _dataset(args: argparse.Namespace) -> Path:
+    from harmscan.errors import InputError
+
+    if args.data:
+        return Path(args.data)
+    default = DEFAULT_ARTIFACTS / "data" / "default"
+    if (default / "dataset_dict.json").is_file():
+        return default
+    raise InputError(f"--data is required: pass the folder `harmscan data build -o` wrote (no {default})")
+
+
+def _print(obj: Any) -> None:
+    from harmscan.eval.jsonutil import jsonable
+
+    print(json.dumps(jsonable(obj), indent=2))
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from harmscan.eval.calibrate import calibrate_bundle
+
+    result = calibrate_bundle(
+        args.bundle, _dataset(args), args.method, variant=args.variant, threads=args.threads,
+        progress=not args.no_progress,
+    )
+    rows = result["test"]
+    print(f"calibration ({args.method}, fitted on validation) written to {args.bundle / 'harmscan.json'}")
+    print(f"{'label':<16}{'pos rate':>9}{'ECE before':>12}{'ECE after':>11}{'Brier before':>14}{'Brier after':>13}")
+    for name, r in rows.items():
+        print(
+            f"{name:<16}{r['positive_rate']:>9.3f}{r['ece_before']:>12.4f}{r['ece_after']:>11.4f}"
+            f"{r['brier_before']:>14.4f}{r['brier_after']:>13.4f}"
+        )
+    for name, why in result["skipped"].items():
+        print(f"{name}: left uncalibrated ({why})")
+    return 0
+
+
+def _thresholds(args: argparse.Namespace) -> int:
+    from harmscan.eval.thresholds import tune_thresholds
+
+    result = tune_thresholds(
+        args.bundle, _dataset(args), objective=args.objective, prevalence=args.prevalence,
+        policy_out=args.policy_out, variant=args.variant, threads=args.threads, n_boot=args.bootstrap,
+        progress=not args.no_progress,
+    )
+    print(f"thresholds chosen on validation, written to {result['written_to']}")
+    print(f"{'label':<16}{'objective':<18}{'threshold':>10}  test precision / recall / FPR (95% CI)")
+    for name, t in result["thresholds"].items():
+        test = result["test"].get(name, {})
+        cells = []
+        for m in ("precision", "recall", "fpr"):
+            f = test.get(m) or {}
+            v, ci = f.get("value"), f.get("ci95") or [None, None]
+            cells.append("n/a" if v is None else f"{v:.3f} [{_fmt(ci[0])}, {_fmt(ci[1])}]")
+        note = "" if result["validation"][name].get("attained", True) else "  (objective not reached)"
+        print(f"{name:<16}{result['objective'][name]:<18}{t:>10.4f}  {' / '.join(cells)}{note}")
+    return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from harmscan.eval.report_run import evaluate_bundle
+
+    from harmscan.errors import InputError
+
+    if len(args.benchmark) != len(args.path):
+        raise InputError("give one --path per --benchmark (e.g. --benchmark xstest --path xstest_prompts.csv)")
+    if not args.data and not args.benchmark and not args.suite:
+        raise InputError("nothing to evaluate: pass --data DATASET, --benchmark NAME --path FILE, or --suite")
+    thresholds = None
+    if args.thresholds:
+        from harmscan.eval.report_run import parse_threshold_overrides
+
+        thresholds = parse_threshold_overrides(args.thresholds)
+    result = evaluate_bundle(
+        args.bundle, args.data, out_dir=args.output or DEFAULT_ARTIFACTS / "report", policy=args.policy,
+        suite=args.suite, benchmark=args.benchmark or None, benchmark_path=args.path or None,
+        split=args.split, data_dir=args.data_dir, n_boot=args.bootstrap, variant=args.variant,
+        threads=args.threads, thresholds=thresholds, progress=not args.no_progress,
+    )
+    for line in result.get("headline_lines", []):
+        print(line)
+    for kind, path in result["paths"].items():
+        print(f"{kind}: {path}")
+    return 0

@@ -1,0 +1,285 @@
+"""`evaluate_bundle`: score a bundle on a dataset split, benchmarks, the identity audit and the suite,
+and write report.json / report.md / report.html.
+
+One threshold set everywhere: the policy is the bundle's (or a policy file, or the bundle's with
+overrides), loaded into the HarmClassifier exactly as `scan` and `serve` load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from harmscan.classifiers.calibration import sigmoid
+from harmscan.classifiers.policy import Policy
+from harmscan.eval import binary_metrics as bm
+from harmscan.eval import plots
+from harmscan.eval.report import write_report
+from harmscan.eval.scores import ScoredSplit
+from harmscan.eval.tables import ALL_SOURCES, label_source_table
+
+from harmscan.errors import DataError, InputError
+
+log = logging.getLogger(__name__)
+
+
+def parse_threshold_overrides(text: str) -> dict[str, float]:
+    """'toxicity=0.7,violence=0.4' -> {label: threshold} (labels checked when applied to the policy)."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--thresholds {part!r}: use label=probability, e.g. toxicity=0.7") from None
+    return out
+
+
+def dataset_sections(
+    scored: ScoredSplit,
+    label_names: Sequence[str],
+    thresholds: Mapping[str, float],
+    *,
+    calibrated: bool,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+    """Summary, per label x source table, calibration figures and every per-label image of one split."""
+    names = list(label_names)
+    tvec = [float(thresholds[n]) for n in names]
+    table = label_source_table(
+        scored.probs, scored.labels, scored.mask, scored.sources, names, tvec, n_boot=n_boot, seed=seed,
+        progress=progress,
+    )
+    part: dict[str, Any] = {
+        "summary": {n: table[n][ALL_SOURCES] for n in names if ALL_SOURCES in table[n]},
+        "per_source": table,
+    }
+    raw = sigmoid(scored.logits)
+    images: dict[str, list[tuple[str, str]]] = {"curves": [], "reliability": [], "histograms": [],
+                                                 "threshold-curves": []}
+    cal_rows: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        known = scored.mask[:, j]
+        if not known.any():
+            continue
+        y, p = scored.labels[known, j].astype(np.float64), scored.probs[known, j].astype(np.float64)
+        before = raw[known, j] if calibrated else None
+        cal_rows[name] = {
+            "n": int(y.size), "positive_rate": float(y.mean()),
+            "ece_before": bm.ece(y, raw[known, j]), "ece_after": bm.ece(y, p),
+            "brier_before": bm.brier(y, raw[known, j]), "brier_after": bm.brier(y, p),
+        }
+        images["curves"].append((f"{name}: precision-recall and ROC", plots.pr_roc(y, p, tvec[j], name)))
+        images["reliability"].append((f"{name}: reliability", plots.reliability(y, p, name, p_before=before)))
+        images["histograms"].append((f"{name}: scores by class", plots.histogram(y, p, tvec[j], name)))
+        images["threshold-curves"].append(
+            (f"{name}: precision / recall / FPR vs threshold", plots.threshold_curves(y, p, tvec[j], name))
+        )
+    if calibrated:
+        part["calibration"] = {"per_label": cal_rows}
+    else:
+        part["calibration"] = {"per_label": {
+            n: {k: v for k, v in r.items() if not k.endswith("_before")} for n, r in cal_rows.items()
+        }}
+    return part, images
+
+
+def headline(report: Mapping[str, Any]) -> dict[str, Any]:
+    """A few numbers per label (and suite / audit / benchmark headlines) for the caller to print."""
+    out: dict[str, Any] = {}
+    for label, fig in (report.get("summary") or {}).items():
+        out[label] = {k: (fig.get(k) or {}).get("value") for k in ("roc_auc", "auprc", "precision", "recall", "fpr",
+                                                                     "ece")}
+    suite = report.get("suite") or {}
+    if suite.get("overall"):
+        out["suite_pass_rate"] = suite["overall"].get("pass_rate")
+    audit = report.get("identity_audit") or {}
+    if audit.get("overall_held_out"):
+        out["identity_audit_fpr_held_out"] = audit["overall_held_out"]["fpr_any"]["value"]
+    for bench in report.get("benchmarks") or []:
+        out[f"benchmark:{bench['name']}"] = {
+            k: (bench["overall"].get(k) or {}).get("value") if isinstance(bench["overall"].get(k), dict)
+            else bench["overall"].get(k)
+            for k in ("recall_unsafe", "fpr_safe", "accuracy", "any_harm_auprc") if k in bench["overall"]
+        }
+    return out
+
+
+def _headline_lines(head: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key, value in head.items():
+        if isinstance(value, dict):
+            cells = ", ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float))
+            lines.append(f"{key}: {cells}")
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.3f}")
+    return lines
+
+
+def _resolve_policy(policy: Policy | str | Path | None, labels: Sequence[str], bundle_policy: Policy) -> tuple[
+    Policy, str
+]:
+    if policy is None:
+        return bundle_policy, "bundle"
+    if isinstance(policy, Policy):
+        return policy, "given"
+    return Policy.from_file(Path(policy), labels), str(policy)
+
+
+def evaluate_bundle(
+    bundle_dir: str | Path,
+    dataset_dir: str | Path | None = None,
+    out_dir: str | Path = "artifacts/report",
+    policy: Policy | str | Path | None = None,
+    suite: bool = False,
+    benchmark: str | Sequence[str] | None = None,
+    benchmark_path: str | Path | Sequence[str | Path] | None = None,
+    *,
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    audit: bool = True,
+    thresholds: Mapping[str, float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    variant: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a bundle and write report.json, report.md and report.html into out_dir.
+
+    Returns {"paths": {json, markdown, html}, "headline": {...}, "headline_lines": [...]}.
+    """
+    from harmscan.classifiers import HarmClassifier
+    from harmscan.eval.calibrate import calibration_id
+
+    started = time.monotonic()
+    benches = _pair_benchmarks(benchmark, benchmark_path)
+    clf = HarmClassifier.load(bundle_dir, variant=variant, threads=threads)
+    names = list(clf.labels)
+    pol, pol_source = _resolve_policy(policy, names, clf.policy)
+    pol = pol.with_overrides(thresholds, names)
+    clf.policy = pol  # the behavioural suite reads the classifier's policy: the same thresholds everywhere
+    cal = clf.bundle.calibration
+    report: dict[str, Any] = {
+        "title": "harmscan evaluation report",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "bundle": {
+            "path": str(bundle_dir), "base_model": clf.bundle.manifest.get("base_model"),
+            "variant": clf.variant, "providers": list(clf.providers), "fingerprint": clf.bundle.fingerprint,
+            "calibration_method": cal.get("method", "none"), "labels": names,
+            "harmscan_version": clf.bundle.manifest.get("harmscan_version"),
+        },
+        "policy": {"source": pol_source, "thresholds": dict(pol.thresholds), "meta": dict(pol.meta)},
+        "warnings": [],
+        "skipped": {},
+    }
+    tuned_under = pol.meta.get("calibration")
+    if tuned_under is not None and tuned_under != calibration_id(cal):
+        report["warnings"].append(
+            "the thresholds were chosen under a different calibration than the bundle now has: "
+            "rerun `harmscan thresholds`"
+        )
+    images: dict[str, list[tuple[str, str]]] = {}
+    train_texts: list[str] | None = None
+    dataset_sids = ("summary", "per-source", "curves", "reliability", "histograms", "threshold-curves")
+    if dataset_dir is not None:
+        from harmscan.eval.scores import load_split, score_split
+
+        scored = score_split(clf, dataset_dir, split, progress=progress)
+        report["dataset"] = {"path": str(dataset_dir), "split": split, "n": int(scored.probs.shape[0])}
+        part, images = dataset_sections(
+            scored, names, pol.thresholds, calibrated=cal.get("method", "none") != "none", n_boot=n_boot,
+            seed=seed, progress=progress,
+        )
+        report.update(part)
+        try:
+            train_texts = list(load_split(dataset_dir, "train")["text"])
+        except DataError:
+            train_texts = None
+    else:
+        for sid in dataset_sids:
+            report["skipped"][sid] = "no dataset given (--data)"
+
+    _run_audit(report, clf, pol, data_dir if audit else None, train_texts, audit, progress)
+    _run_suite(report, clf, suite, progress)
+    if benches:
+        from harmscan.eval.benchmarks import run_benchmark
+
+        report["benchmarks"] = [
+            run_benchmark(clf, name, path, pol.thresholds, n_boot=n_boot, progress=progress) for name, path in benches
+        ]
+    else:
+        report["skipped"]["benchmarks"] = "no benchmark given (--benchmark NAME --path FILE)"
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    paths = write_report(report, images, out_dir)
+    head = headline(report)
+    return {"paths": paths, "headline": head, "headline_lines": _headline_lines(head),
+            "warnings": report["warnings"]}
+
+
+def _pair_benchmarks(
+    benchmark: str | Sequence[str] | None, path: str | Path | Sequence[str | Path] | None
+) -> list[tuple[str, Path]]:
+    if benchmark is None:
+        return []
+    names = [benchmark] if isinstance(benchmark, str) else list(benchmark)
+    paths = [path] if isinstance(path, str | Path) else list(path or [])
+    if len(names) != len(paths):
+        raise InputError("give one benchmark file per benchmark (--benchmark NAME --path FILE, repeated)")
+    from harmscan.eval.benchmarks import ALIASES, LOADERS
+
+    for name, path in zip(names, paths, strict=True):  # fail before the (slow) dataset scoring
+        if ALIASES.get(name.lower(), name.lower()) not in LOADERS:
+            raise InputError(f"unknown benchmark {name!r}: use one of {', '.join(LOADERS)}")
+        if not Path(path).is_file():
+            raise InputError(f"benchmark file {path} does not exist: pass the published file with --path")
+    return [(n, Path(p)) for n, p in zip(names, paths, strict=True)]
+
+
+def _run_audit(
+    report: dict[str, Any], clf: Any, pol: Policy, data_dir: str | Path | None, train_texts: list[str] | None,
+    enabled: bool, progress: bool,
+) -> None:
+    from harmscan.eval.audit import AUDIT_SOURCE, identity_audit
+
+    if not enabled:
+        report["skipped"]["identity-audit"] = "disabled"
+        return
+    try:
+        from harmscan.training.datadir import resolve_data_dir
+
+        root = resolve_data_dir(data_dir, must_exist=False)
+    except ImportError:  # pragma: no cover - the training package ships with harmscan
+        root = Path(data_dir) if data_dir else None
+    if root is None or not (root / AUDIT_SOURCE).is_dir():
+        report["skipped"]["identity-audit"] = (
+            f"the {AUDIT_SOURCE} source is not in the data directory ({root}): pass --data-dir or run "
+            f"`harmscan data fetch {AUDIT_SOURCE}`"
+        )
+        return
+    try:
+        report["identity_audit"] = identity_audit(clf, root, pol.thresholds, train_texts=train_texts,
+                                                  progress=progress)
+    except (ImportError, AttributeError) as exc:  # the data registry is missing or older
+        report["skipped"]["identity-audit"] = f"the data registry cannot read {AUDIT_SOURCE} ({exc})"
+
+
+def _run_suite(report: dict[str, Any], clf: Any, enabled: bool, progress: bool) -> None:
+    if not enabled:
+        report["skipped"]["suite"] = "not requested (--suite)"
+        return
+    try:
+        from harmscan.eval.suite import evaluate_suite
+    except ImportError as exc:
+        report["skipped"]["suite"] = f"the behavioural suite is not available ({exc})"
+        return
+    result = evaluate_suite(clf, split="test", progress=progress)
+    report["suite"] = result

@@ -1,0 +1,174 @@
+"""Request and response models of the HTTP API: one definition, used to validate bodies (middleware), to call
+the endpoints (BentoML) and to document them (OpenAPI).
+
+Requests are validated strictly (no silent coercion: `"texts": "abc"` is an error, not three texts) and
+pydantic's errors are rewritten into one OpenAI-shaped error that names the field, without quoting input.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from harmscan.serving.errors import RequestError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class ScanRequest(BaseModel):
+    """POST /v1/scan"""
+
+    # Unknown fields are refused so that a typo ("text", "threshold") is reported instead of ignored.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    texts: list[str] = Field(description="Texts to scan, in order; an empty list returns no results.")
+    thresholds: dict[str, Probability] | None = Field(
+        default=None, description="Per-label threshold overrides for this request: {label: probability}."
+    )
+    return_spans: bool = Field(
+        default=False, description="Also return the character span of the top-scoring window of each text."
+    )
+
+
+class TextInput(BaseModel):
+    """One part of OpenAI's multi-modal moderation input; only text parts are supported."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    type: Literal["text"]
+    text: str
+
+
+class ModerationRequest(BaseModel):
+    """POST /v1/moderations, OpenAI's request shape."""
+
+    # OpenAI clients may send fields this server has no use for: ignore them, as the API is meant to be a
+    # drop-in replacement.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    input: str | list[str] | list[TextInput]
+    model: str | None = None
+
+    def texts(self) -> list[str]:
+        if isinstance(self.input, str):
+            return [self.input]
+        return [item if isinstance(item, str) else item.text for item in self.input]
+
+
+class ScanItem(BaseModel):
+    scores: dict[str, float]
+    flagged: list[str]
+    decision: Literal["flag", "allow"]
+    span: dict[str, Any] | None = None
+    windows: int | None = None
+
+
+class ScanResponse(BaseModel):
+    id: str
+    model: str
+    results: list[ScanItem]
+
+
+class ModerationResult(BaseModel):
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[str]]
+
+
+class ModerationResponse(BaseModel):
+    id: str
+    model: str
+    results: list[ModerationResult]
+
+
+# -- turning pydantic errors into one actionable message ----------------------------------------------------
+_HINTS = {
+    "texts": "'texts' must be a list of strings, e.g. {\"texts\": [\"first text\", \"second text\"]}",
+    "thresholds": "'thresholds' maps label names to probabilities in [0, 1], e.g. {\"toxicity\": 0.7}",
+    "return_spans": "'return_spans' must be true or false",
+    "input": "'input' must be a string, a list of strings or a list of "
+             "{\"type\": \"text\", \"text\": ...} objects",
+    "model": "'model' must be a string",
+}
+_ROOT_HINT = {
+    ScanRequest: "the body must be a JSON object such as {\"texts\": [\"some text\"]}",
+    ModerationRequest: "the body must be a JSON object such as {\"input\": \"some text\"}",
+}
+# Union members appear in pydantic locations ("input", "list[str]", 0): not field names.
+_UNION_TAGS = ("str", "list[str]", "list[TextInput]")
+
+
+def format_param(loc: tuple[Any, ...]) -> str | None:
+    """('texts', 3) -> 'texts[3]'; ('thresholds', 'toxicity') -> 'thresholds.toxicity'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _UNION_TAGS:
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def _json_type(value: Any) -> str:
+    # Name the JSON type the client sent (never the value itself: it may be user content).
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another type"
+
+
+def error_from_validation(model: type[BaseModel], exc: ValidationError) -> RequestError:
+    errors = exc.errors(include_url=False, include_context=False)
+    first = errors[0]
+    kind, loc = first["type"], tuple(first["loc"])
+    if kind == "json_invalid":
+        # pydantic's JSON messages give a position, never the content.
+        return RequestError(f"the request body is not valid JSON ({first['msg']})", code="invalid_json")
+    if not loc:
+        return RequestError(f"{_ROOT_HINT.get(model, 'the body must be a JSON object')} "
+                            f"(got {_json_type(first.get('input'))})", code="invalid_body")
+    field = str(loc[0])
+    param = format_param(loc)
+    if kind == "missing":
+        return RequestError(f"missing required field '{field}': {_HINTS.get(field, '')}".rstrip(": "),
+                            param=field, code="missing_field")
+    if kind == "extra_forbidden":
+        allowed = ", ".join(model.model_fields)
+        return RequestError(f"unknown field '{field}': this endpoint accepts {allowed}",
+                            param=field, code="unknown_field")
+    if field == "input" and len({format_param(tuple(e["loc"])) for e in errors}) > 1:
+        # A union: pydantic reports one error per alternative; one sentence is clearer.
+        return RequestError(_HINTS["input"], param="input", code="invalid_type")
+    got = "" if kind in ("less_than_equal", "greater_than_equal", "finite_number") \
+        else f" (got {_json_type(first.get('input'))})"
+    hint = _HINTS.get(field, "")
+    message = f"invalid '{param}': {first['msg']}{got}. {hint}".rstrip(". ") + ("." if hint else "")
+    return RequestError(message, param=param, code="invalid_type" if "type" in kind else "invalid_value")
+
+
+def parse_body(model: type[BaseModel], body: bytes) -> Any:
+    """Decode, parse and validate a request body, or raise a RequestError naming the problem."""
+    if not body.strip():
+        raise RequestError(f"the request body is empty: {_ROOT_HINT.get(model, 'send a JSON object')}",
+                           code="empty_body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"the request body is not valid UTF-8 (bad byte at offset {exc.start}): "
+                           "send JSON encoded as UTF-8", code="invalid_encoding") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise error_from_validation(model, exc) from None

@@ -1,0 +1,70 @@
+"""`harmscan bento` stages bentofile.yaml + wheel + bundle and runs `bentoml build` offline; the built Bento
+serves (on 127.0.0.1, its bundle found inside the Bento without HARMSCAN_BUNDLE)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bentoml")
+httpx = pytest.importorskip("httpx")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bento_builds_offline_and_serves(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from harmscan.classifiers import Bundle
+    from harmscan.classifiers.export import export_bundle
+    from harmscan.serving.bento import build
+
+    bundle = Path(export_bundle(tiny_model_dir, tmp_path / "bundle"))
+    tag = build(bundle, version="test1")
+    assert tag == "harmscan:test1"
+    home = Path(os.environ["BENTOML_HOME"])  # a temporary folder (tests/conftest.py)
+    bento_dir = home / "bentos" / "harmscan" / "test1"
+    assert (bento_dir / "src" / "build" / "bento" / "bundle" / "harmscan.json").is_file()
+    assert list((bento_dir / "env" / "python" / "wheels").glob("harmscan-*.whl"))
+    assert "lock" not in " ".join(p.name for p in (bento_dir / "env" / "python").iterdir())
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARMSCAN_")}
+    env.update(OMP_NUM_THREADS="1", BENTOML_DO_NOT_TRACK="true")
+    log = tmp_path / "bento.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        info = httpx.get(url + "/v1/labels").json()
+        assert info["model"]["bundle_fingerprint"] == Bundle.load(bundle).fingerprint
+        resp = httpx.post(url + "/v1/scan", json={"texts": ["hello"]})
+        assert resp.status_code == 200 and len(resp.json()["results"]) == 1
+        assert "listening on http://127.0.0.1:" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,47 @@
+"""Done-when of issue 7: no test-template case of the behavioural suite appears in the training data.
+
+Builds the `default` recipe's dataset from the real sources (about 25 s on 2 cores) exactly as
+`harmscan data build` does, then looks for every test-split suite case (and the plain form of every
+obfuscated one) among the train and validation texts, by `harmscan.text.dedup_key`: case, spacing and
+punctuation do not hide a copy. Skipped when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harmscan.eval.suite import held_out_keys, leaked_cases
+
+from harmscan.text import dedup_key
+
+
+@pytest.fixture(scope="module")
+def default_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    datasets = pytest.importorskip("datasets")
+    from harmscan.training.dataset import build_dataset
+    from harmscan.training.recipe import load_recipe
+
+    out = build_dataset(load_recipe("default"), data_dir, tmp_path_factory.mktemp("default_dataset"))
+    return datasets.load_from_disk(str(out))
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_no_test_template_case_is_in_the_training_data(default_dataset, split: str) -> None:
+    texts = default_dataset[split]["text"]
+    assert len(texts) > 1000, "the dataset is suspiciously small: the check would prove nothing"
+    leaked = leaked_cases(texts)
+    assert leaked == [], (
+        f"{len(leaked)} test-template suite cases are in the {split} split, e.g. "
+        + "; ".join(f"{c.functionality}: {c.text!r}" for c in leaked[:5])
+    )
+
+
+def test_the_suite_train_templates_do_feed_training(default_dataset) -> None:
+    # The default recipe adds the train templates (and obfuscated copies of positives) as augmentation:
+    # the leakage check above is only meaningful because suite text really is in the train split.
+    train = default_dataset["train"]
+    suite_rows = [t for t, s in zip(train["text"], train["source"], strict=True) if s == "suite_train"]
+    assert len(suite_rows) >= 1000
+    held_out = held_out_keys()
+    assert not any(dedup_key(t) in held_out for t in suite_rows)

@@ -1,0 +1,134 @@
+"""Masked multi-label training: zero gradient for unknown labels; data build -> train -> reload -> predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from harmscan.training.recipe import parse_recipe  # noqa: E402
+from harmscan.training.trainer import masked_bce_loss, masked_metrics, positive_weights  # noqa: E402
+
+
+def test_masked_labels_contribute_exactly_zero_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, requires_grad=True)
+    labels = torch.randint(0, 2, (8, 3)).float()
+    mask = torch.ones(8, 3)
+    mask[:, 1] = 0  # violence unknown for every row
+    mask[3, :] = 0  # one row labels nothing
+    loss = masked_bce_loss(logits, labels, mask, pos_weight=torch.tensor([1.0, 3.0, 2.0]))
+    loss.backward()
+    grad = logits.grad
+    assert torch.all(grad[:, 1] == 0)
+    assert torch.all(grad[3] == 0)
+    assert torch.all(grad[mask > 0] != 0)
+
+    # Flipping an unknown label changes nothing at all; flipping a known one does.
+    flipped = labels.clone()
+    flipped[:, 1] = 1 - flipped[:, 1]
+    same = masked_bce_loss(logits.detach(), flipped, mask, pos_weight=torch.tensor([1.0, 3.0, 2.0]))
+    assert same.item() == pytest.approx(loss.item(), abs=0)
+    flipped[0, 0] = 1 - flipped[0, 0]
+    assert masked_bce_loss(logits.detach(), flipped, mask).item() != pytest.approx(loss.item())
+
+
+def test_masked_loss_ignores_inf_logits_on_unknown_labels():
+    logits = torch.tensor([[0.3, float("inf")]], requires_grad=True)
+    loss = masked_bce_loss(logits, torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad[0, 1] == 0
+
+
+def test_positive_weights_follow_the_known_label_balance():
+    labels = np.array([[1, 0], [0, 0], [0, 0], [0, 1]], dtype=np.float32)
+    mask = np.array([[1, 1], [1, 1], [1, 1], [1, 0]], dtype=np.float32)
+    w = positive_weights(labels, mask, "linear", 10.0)
+    assert w[0] == pytest.approx(3.0)
+    assert w[1] == pytest.approx(1.0)  # head 1 has no known positive: neutral weight
+    assert positive_weights(labels, mask, "sqrt", 10.0)[0] == pytest.approx(3 ** 0.5)
+
+
+def test_masked_metrics_exclude_unknown_rows():
+    logits = np.array([[2.0], [-2.0], [5.0], [-5.0]])
+    labels = np.array([[1.0], [0.0], [0.0], [1.0]])
+    mask = np.array([[1.0], [1.0], [0.0], [0.0]])  # the two wrong rows are unknown
+    m = masked_metrics(logits, labels, mask, ["toxicity"])
+    assert m["auprc_toxicity"] == pytest.approx(1.0)
+    assert m["roc_auc_toxicity"] == pytest.approx(1.0)
+
+
+TINY_RECIPE = {
+    "name": "tiny",
+    "commercial": True,
+    "max_length": 32,
+    "sources": {
+        "jigsaw_toxic_sample_ibm": {},
+        "catqa": {"cap": 200},
+        "safetext": {"cap": 200},
+    },
+    "split": {"validation": 0.2, "test": 0.1, "seed": 1},
+    "train": {"epochs": 1, "batch_size": 16, "evaluations": 2, "learning_rate": 1e-3},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harmscan.training.dataset import build_dataset
+
+    out = tmp_path_factory.mktemp("ds")
+    return build_dataset(parse_recipe(TINY_RECIPE, "tiny"), data_dir, out)
+
+
+def test_build_writes_stratified_masked_splits(tiny_dataset: Path):
+    from harmscan.training.dataset import load_built
+
+    dd, summary = load_built(tiny_dataset)
+    assert set(dd) == {"train", "validation", "test"}
+    assert len(dd["train"]) > len(dd["validation"]) > 0 and len(dd["test"]) > 0
+    for split in dd.values():
+        for source in set(split["source"]):
+            assert source in TINY_RECIPE["sources"]
+    # every source appears in every split (stratified by source)
+    for src in ("catqa", "safetext"):
+        assert all(src in set(dd[s]["source"]) for s in ("train", "validation", "test"))
+    # texts are unique across splits (dedup before split)
+    texts = [t for s in dd.values() for t in s["text"]]
+    assert len(texts) == len(set(texts))
+    # safetext is benign: all heads it labels are 0; catqa leaves toxicity unknown
+    row = next(r for r in dd["train"] if r["source"] == "catqa")
+    assert row["label_mask"][0] == 0.0
+    assert summary["commercial_use"] is True
+    assert summary["sources"]["catqa"]["licence"]
+
+
+def test_data_build_train_reload_predict_end_to_end(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from harmscan.training.trainer import TRAINING_SUMMARY, train
+
+    out = tmp_path / "model"
+    summary = train(
+        tiny_dataset, out, recipe=parse_recipe(TINY_RECIPE, "tiny"), base_model=str(tiny_model_dir), max_steps=6
+    )
+    saved = json.loads((out / TRAINING_SUMMARY).read_text())
+    assert saved["metrics"]["steps"] == 6
+    assert [label["name"] for label in saved["labels"]] == ["toxicity", "violence", "illegal_advice"]
+    assert "catqa" in saved["sources"] and saved["sources"]["catqa"]["licence"]
+    assert "validation" in summary["metrics"]
+    assert not (out / "checkpoints").exists()
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert model.config.problem_type == "multi_label_classification"
+    assert model.config.id2label[2] == "illegal_advice"
+    with torch.no_grad():
+        logits = model(**tok(["how do I pick a lock", "have a nice day"], return_tensors="pt", padding=True)).logits
+    probs = torch.sigmoid(logits)
+    assert probs.shape == (2, 3)
+    assert torch.all((probs > 0) & (probs < 1))
