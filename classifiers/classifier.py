@@ -8,11 +8,13 @@ Speed: texts are cut into windows, the windows sorted by length and batched, eac
 own longest window (short texts never pay for long ones), and results put back in the caller's order.
 Long texts: every window is scored; a text's score per label is the max over its windows, and its result
 names the character span (in the caller's original string) of the window that scored highest.
+Nothing is ever truncated.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +40,9 @@ _CHUNK = 4096
 @dataclass
 class ScanResult:
     """One text's verdict. `span` ({"start", "end", "label"}: character offsets into the caller's original
-    text) locates the window that scored highest for `label`; it is set for texts longer than one window,
-    and for every text when `scan(..., return_spans=True)`."""
+    text) locates the window that scored highest for `label` (the strongest flagged label, else the
+    strongest label), merged with the adjacent windows that also cross the threshold. It is set for texts
+    longer than one window, and for every text when `scan(..., return_spans=True)`."""
 
     scores: dict[str, float]
     flagged: list[str]
@@ -52,15 +55,24 @@ class ScanResult:
 
 
 def choose_variant(bundle: Bundle, variant: str, device: str) -> str:
-    """'auto': fp16 on a GPU, int8 on a CPU, when the bundle has them; fp32 otherwise."""
+    """'auto': fp16 on a GPU, int8 on a CPU, when the bundle has them and they passed the export parity
+    gate; fp32 otherwise. An explicit variant that failed the gate is loaded with a warning."""
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    variants = bundle.manifest["variants"]
     if variant != "auto":
         bundle.variant_path(variant)  # raises a BundleError naming the variants the bundle has
+        if not _passed(variants[variant]):
+            warnings.warn(
+                f"bundle {bundle.path}: the {variant} variant failed the export parity gate "
+                f"({variants[variant].get('parity')}); its scores may differ from the PyTorch model's",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return variant
     preferred = ("fp16", "fp32", "int8") if device == "cuda" else ("int8", "fp32")
     for name in preferred:
-        if name in bundle.manifest["variants"]:
+        if name in variants and _passed(variants[name]):
             return name
     raise BundleError(f"bundle {bundle.path} has no model variant usable on {device}; re-export it")
 
@@ -143,7 +155,7 @@ class HarmClassifier:
     # -- public API ----------------------------------------------------------------------------------
     def predict_logits(self, texts: Iterable[str] | str) -> np.ndarray:
         """Raw logits [n, labels]; for a text longer than one window, the max over its windows."""
-        return self._infer(_as_texts(texts), want_spans=False)[0]
+        return self._infer(_as_texts(texts), want_spans=False).logits
 
     def predict_proba(self, texts: Iterable[str] | str) -> np.ndarray:
         """Calibrated probabilities [n, labels] (the bundle's calibration; sigmoid when it has none)."""
@@ -158,18 +170,18 @@ class HarmClassifier:
         """Scores, flagged labels and a decision per text, under the policy (`thresholds` overrides some)."""
         items = _as_texts(texts)
         policy = self.policy.with_overrides(thresholds, self.labels)
-        logits, counts, best, win_spans = self._infer(items, want_spans=return_spans)
-        probs = apply_calibration(logits, self.calibration, self.labels)
+        inf = self._infer(items, want_spans=return_spans)
+        probs = apply_calibration(inf.logits, self.calibration, self.labels)
         flags = policy.flags(probs, self.labels)
         results = []
         for i, text in enumerate(items):
             flagged = [name for name, f in zip(self.labels, flags[i], strict=True) if f]
             span = None
-            if return_spans or counts[i] > 1:
+            if return_spans or inf.counts[i] > 1:
                 # The span explains the verdict: the strongest flagged label, else the strongest label.
                 candidates = np.flatnonzero(flags[i]) if flagged else np.arange(len(self.labels))
                 j = int(candidates[np.argmax(probs[i, candidates])])
-                start, end = win_spans[best[i, j]] or (0, 0)
+                start, end = self._span(inf, i, j, policy.thresholds[self.labels[j]] if flagged else None)
                 o_start, o_end = normalize_with_offsets(text).original_span(start, end)
                 span = {"start": o_start, "end": o_end, "label": self.labels[j]}
             results.append(
@@ -178,37 +190,74 @@ class HarmClassifier:
                     flagged=flagged,
                     decision="flag" if flagged else "allow",
                     span=span,
-                    windows=int(counts[i]),
+                    windows=int(inf.counts[i]),
                 )
             )
         return results
 
     # -- internals -----------------------------------------------------------------------------------
-    def _infer(
-        self, texts: list[str], want_spans: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int] | None]]:
-        """-> logits [n, L] (max over windows), windows per text [n], best window per text and label
-        [n, L] (global window index), char span of each window in its normalised text."""
+    def _span(self, inf: _Inference, i: int, j: int, threshold: float | None) -> tuple[int, int]:
+        """[start, end) in text i's normalised form: its top window for label j, widened over the adjacent
+        windows that also cross the threshold. Harmful content cut by a window boundary makes both windows
+        fire, and often the one holding only part of it scores a little higher: the merged span still
+        covers it whole."""
+        first, last = int(inf.first[i]), int(inf.first[i] + inf.counts[i] - 1)
+        lo = hi = int(inf.best[i, j])
+        if threshold is not None and last > first:
+            window_probs = apply_calibration(inf.window_logits[first : last + 1], self.calibration, self.labels)
+            above = window_probs[:, j] >= threshold
+            while lo > first and above[lo - 1 - first]:
+                lo -= 1
+            while hi < last and above[hi + 1 - first]:
+                hi += 1
+        start = (inf.spans[lo] or (0, 0))[0]
+        end = (inf.spans[hi] or (0, 0))[1]
+        return start, max(start, end)
+
+    def _infer(self, texts: list[str], want_spans: bool) -> _Inference:
         n_labels = len(self.labels)
-        logits = np.zeros((len(texts), n_labels), dtype=np.float32)
-        counts = np.ones(len(texts), dtype=np.int64)
-        best = np.zeros((len(texts), n_labels), dtype=np.int64)
-        spans: list[tuple[int, int] | None] = []
+        inf = _Inference(
+            logits=np.zeros((len(texts), n_labels), dtype=np.float32),
+            counts=np.ones(len(texts), dtype=np.int64),
+            first=np.zeros(len(texts), dtype=np.int64),
+            best=np.zeros((len(texts), n_labels), dtype=np.int64),
+            window_logits=np.zeros((0, n_labels), dtype=np.float32),
+            spans=[],
+        )
+        per_chunk = []
         for lo in range(0, len(texts), _CHUNK):
             chunk = [normalize_text(t) for t in texts[lo : lo + _CHUNK]]
             win = self._tokenizer.encode(chunk, with_spans=want_spans)
-            win_logits = forward_windows(
-                win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels
-            )
-            hi = lo + len(chunk)
-            logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)
-            counts[lo:hi] = win.counts
-            best[lo:hi] = win.first[:, None] + len(spans)
+            win_logits = forward_windows(win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels)
+            hi, offset = lo + len(chunk), len(inf.spans)
+            inf.logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)
+            inf.counts[lo:hi] = win.counts
+            inf.first[lo:hi] = win.first + offset
+            inf.best[lo:hi] = win.first[:, None] + offset
             for i in np.flatnonzero(win.counts > 1):
                 start = int(win.first[i])
-                best[lo + i] = start + len(spans) + np.argmax(win_logits[start : start + win.counts[i]], axis=0)
-            spans.extend(win.char_spans)
-        return logits, counts, best, spans
+                inf.best[lo + i] = offset + start + np.argmax(win_logits[start : start + win.counts[i]], axis=0)
+            inf.spans.extend(win.char_spans)
+            per_chunk.append(win_logits)
+        if per_chunk:
+            inf.window_logits = np.concatenate(per_chunk)
+        return inf
+
+
+@dataclass
+class _Inference:
+    """What one pass over a list of texts produces (windows are numbered across the whole list)."""
+
+    logits: np.ndarray  # [n, L] max over each text's windows
+    counts: np.ndarray  # [n] windows per text
+    first: np.ndarray  # [n] index of each text's first window
+    best: np.ndarray  # [n, L] index of each text's top window per label
+    window_logits: np.ndarray  # [n_windows, L]
+    spans: list[tuple[int, int] | None]  # per window: [start, end) in its normalised text, when computed
+
+
+def _passed(info: Mapping[str, Any]) -> bool:
+    return bool((info.get("parity") or {}).get("passed", True))
 
 
 def _session(bundle: Bundle, variant: str, device: str, threads: int | None, requested: str) -> Any:

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "field (default: the validation split recorded by `harmscan train`, else built-in sentences)",
     )
     p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime graph fusion (debugging)")
+    p.add_argument(
+        "--allow-parity-failure",
+        action="store_true",
+        help="write variants that fail the parity gate anyway, marked as failed (never chosen by --variant auto)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_export)
 
@@ -91,16 +96,17 @@ def _export(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     out = export_bundle(
         args.model_dir, args.output, variants=variants, fp16=args.fp16, validation=texts,
-        optimize=not args.no_optimize, progress=not args.no_progress,
+        optimize=not args.no_optimize, progress=not args.no_progress, allow_parity_failure=args.allow_parity_failure,
     )
     from harmscan.classifiers.bundle import Bundle
 
     bundle = Bundle.load(out, verify=False)
     for name, info in bundle.manifest["variants"].items():
         par = info["parity"]
+        verdict = "passed" if par["passed"] else "FAILED the parity gate"
         print(
             f"{name}: {info['file']}  max |Δp| {par['max_abs_diff']:.2g}, identical flags {par['flag_agreement']:.2%}"
-            f" on {par['texts']} texts"
+            f" on {par['texts']} texts: {verdict}"
         )
     print(f"bundle written to {out}")
     return 0

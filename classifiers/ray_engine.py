@@ -217,7 +217,7 @@ def scan_with_ray(
     of its GPUs (> 0 runs the actors on CUDA). `batch_size`: records per actor call and per commit; equal to
     the local scan's chunk size (the default), int8 scores are identical to the local engine's (dynamic
     quantisation scales activations per model call, so they depend on which texts share a call by ~1e-4).
-    `ray_address`: an existing cluster ("auto", "ray://head:10001"); None = $RAY_ADDRESS when set (as under
+    `ray_address`: an existing cluster ("auto", "10.0.0.5:6379"); None = $RAY_ADDRESS when set (as under
     `ray job submit`), else a local Ray instance started and stopped by this call. `resume`/`overwrite`,
     the output, errors and progress files are exactly the single-process scan's (see scan.py).
     """
@@ -230,8 +230,8 @@ def scan_with_ray(
     if str(input) == "-":
         raise InputError("--engine ray cannot read stdin (its read task runs in a Ray worker): pass a file, "
                          "or use --engine local")
-    for name, value in (("batch size", batch_size), ("--threads", threads_per_actor),
-                        ("--batch-size", model_batch_size), ("--num-actors", num_actors or 1)):
+    for name, value in (("--chunk-size", batch_size), ("--threads", threads_per_actor),
+                        ("--batch-size", model_batch_size), ("--num-actors", 1 if num_actors is None else num_actors)):
         if value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
     if num_gpus_per_actor < 0:
@@ -399,10 +399,16 @@ def _resolve_policy(bundle: Bundle, policy: Policy | str | os.PathLike[str] | No
 
 
 def _connect(ray: Any, address: str | None) -> bool:
-    """Connect to a cluster, or start a local instance; True when this call started it (and must stop it)."""
+    """Join a cluster, or start a local instance; True when this call started it (and must stop it)."""
+    existing = address or os.environ.get("RAY_ADDRESS")
+    if existing and existing.startswith("ray://"):
+        raise InputError(
+            f"--ray-address {existing}: Ray Client is not supported (the input is read and the output written "
+            "on the driver's machine): submit the scan with `ray job submit`, or run it on a cluster node "
+            "with --ray-address auto"
+        )
     if ray.is_initialized():
         return False
-    existing = address or os.environ.get("RAY_ADDRESS")
     try:
         if existing:
             ray.init(address=existing, logging_level=logging.WARNING)
@@ -410,7 +416,7 @@ def _connect(ray: Any, address: str | None) -> bool:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(
-            f"cannot connect to the Ray cluster at {existing or 'a new local instance'}: {exc}; check "
+            f"cannot join the Ray cluster at {existing or 'a new local instance'}: {exc}; check "
             "--ray-address (or $RAY_ADDRESS), or start one with `ray start --head`"
         ) from None
     return not existing
@@ -500,8 +506,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-actors", type=int,
                        help="classifier actors (default: the cluster's CPUs / --threads, or GPUs / --gpus-per-actor)")
     group.add_argument("--ray-address",
-                       help="an existing Ray cluster ('auto', 'ray://head:10001'); default: $RAY_ADDRESS, else a "
-                       "local Ray instance for this scan")
+                       help="an existing Ray cluster to join ('auto', or the head's host:6379); default: $RAY_ADDRESS, "
+                       "else a local Ray instance for this scan")
     group.add_argument("--gpus-per-actor", type=float, default=0.0,
                        help="GPUs per actor (0.5: two actors share a GPU); > 0 runs the actors on CUDA")
 

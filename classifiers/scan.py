@@ -112,20 +112,16 @@ def scan_file(
     try:
         if not state.get("input_done"):
             records = itertools.islice(iter_records(source, fmt_in, text_field, id_field), skip, None)
-            pending = 0
             for chunk in _chunks(records, chunk_size):
                 rows, bad = _score(chunk, classifier, spans)
                 writer.write(rows)
                 errors.write(bad)
+                state = _commit(out, state, writer, errors, len(chunk))
                 flagged += sum(r["decision"] == "flag" for r in rows)
                 scanned += len(rows)
-                pending += len(chunk)
-                if writer.ready():
-                    state = _commit(out, state, writer, errors, pending)
-                    pending = 0
                 bar.update(len(chunk))
                 bar.set_postfix(errors=errors.rows, refresh=False)
-            state = _commit(out, state, writer, errors, pending, input_done=True)
+            state = _commit(out, state, writer, errors, 0, input_done=True)
         writer.finish()
         errors.finish()
         state = _save(out, {**state, "complete": True})

@@ -63,7 +63,6 @@ class RowWriter(Protocol):
     rows: int
 
     def write(self, rows: list[dict[str, Any]]) -> None: ...
-    def ready(self) -> bool: ...
     def commit(self) -> dict[str, Any]: ...
     def finish(self) -> None: ...
     def close(self) -> None: ...
@@ -104,9 +103,6 @@ class JsonlWriter:
         self._fh.write(data.encode("utf-8"))
         self.rows += len(rows)
 
-    def ready(self) -> bool:
-        return True
-
     def commit(self) -> dict[str, Any]:
         if self._fh is not None:
             self._fh.flush()
@@ -126,16 +122,16 @@ class JsonlWriter:
 class ParquetWriter:
     """Parquet, built from part files: a Parquet file is unreadable until its footer is written, so a scan
     killed midway could not keep a half-written one. Each commit writes a complete part file under
-    OUTPUT.parts/ (written aside, then renamed into place); `finish()` merges the parts into OUTPUT, one row
-    group per part, and removes them. `commit()` returns {"parts", "rows"}."""
+    OUTPUT.parts/ (written aside, then renamed into place); `finish()` merges the parts into OUTPUT, in row
+    groups of about `ROW_GROUP` rows, and removes them. `commit()` returns {"parts", "rows"}."""
 
-    def __init__(self, path: Path, labels: list[str], spans: bool, state: dict[str, Any] | None = None,
-                 part_rows: int = 16384) -> None:
+    ROW_GROUP = 65536
+
+    def __init__(self, path: Path, labels: list[str], spans: bool, state: dict[str, Any] | None = None) -> None:
         self.pa = require("pyarrow", "parquet")
         self.pq = require("pyarrow.parquet", "parquet")
         self.path = path
         self.parts_dir = self.parts_of(path)
-        self.part_rows = part_rows
         self.parts = int(state["parts"]) if state else 0
         self.rows = int(state["rows"]) if state else 0
         self._pending: list[dict[str, Any]] = []
@@ -183,9 +179,6 @@ class ParquetWriter:
         for row in rows:
             self._pending.append({**row, "id": None if row["id"] is None else str(row["id"])})
 
-    def ready(self) -> bool:
-        return len(self._pending) >= self.part_rows
-
     def commit(self) -> dict[str, Any]:
         if self._pending:
             table = self.pa.Table.from_pylist(self._pending, schema=self.schema)
@@ -200,11 +193,15 @@ class ParquetWriter:
         return {"parts": self.parts, "rows": self.rows}
 
     def finish(self) -> None:
-        """Merge the committed parts into the output file (streaming: one part in memory at a time)."""
+        """Merge the committed parts into the output file (streaming: about one row group in memory)."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with self.pq.ParquetWriter(tmp, self.schema) as out:
+            group: list[Any] = []
             for i in range(self.parts):
-                out.write_table(self.pq.read_table(self._part(i), schema=self.schema))
+                group.append(self.pq.read_table(self._part(i), schema=self.schema))
+                if sum(t.num_rows for t in group) >= self.ROW_GROUP or i == self.parts - 1:
+                    out.write_table(self.pa.concat_tables(group), row_group_size=self.ROW_GROUP)
+                    group = []
         os.replace(tmp, self.path)
         # Renamed away in one step, so that a kill during the removal never leaves a partial parts folder.
         os.replace(self.parts_dir, self._done_dir())

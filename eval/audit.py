@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harmscan.eval.benchmarks import wilson
 
 from harmscan.errors import DataError
+from harmscan.eval.benchmarks import wilson
 from harmscan.text import dedup_key
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harmscan.classifiers.calibration import apply_calibration, sigmoid
-from harmscan.eval import binary_metrics as bm
 
+from harmscan.classifiers.calibration import apply_calibration, sigmoid
 from harmscan.errors import InputError, require
+from harmscan.eval import binary_metrics as bm
 
 log = logging.getLogger(__name__)
 

@@ -130,9 +130,8 @@ def _fmt(x: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from harmscan.eval.report_run import evaluate_bundle
-
     from harmscan.errors import InputError
+    from harmscan.eval.report_run import evaluate_bundle
 
     if len(args.benchmark) != len(args.path):
         raise InputError("give one --path per --benchmark (e.g. --benchmark xstest --path xstest_prompts.csv)")

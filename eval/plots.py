@@ -10,9 +10,9 @@ import base64
 import io
 
 import numpy as np
-from harmscan.eval import binary_metrics as bm
 
 from harmscan.errors import require
+from harmscan.eval import binary_metrics as bm
 
 DPI = 80
 POS_COLOUR, NEG_COLOUR, MARK_COLOUR = "#c0392b", "#2c7fb8", "#555555"

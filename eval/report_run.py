@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from harmscan.classifiers.calibration import sigmoid
 from harmscan.classifiers.policy import Policy
+from harmscan.errors import DataError, InputError
 from harmscan.eval import binary_metrics as bm
 from harmscan.eval import plots
 from harmscan.eval.report import write_report
 from harmscan.eval.scores import ScoredSplit
 from harmscan.eval.tables import ALL_SOURCES, label_source_table
-
-from harmscan.errors import DataError, InputError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from harmscan.classifiers.calibration import apply_calibration
 
+from harmscan.classifiers.calibration import apply_calibration
 from harmscan.errors import DataError, require
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harmscan.eval.suite_gen import SPLITS, Functionality, SuiteCase, generate, load_definitions
-
 from harmscan.errors import InputError
+from harmscan.eval.suite_gen import SPLITS, Functionality, SuiteCase, generate, load_definitions
 from harmscan.text import dedup_key
 
 SOURCE = "suite_train"

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from harmscan.eval.obfuscate import METHODS, obfuscate, target_words
 
 from harmscan.errors import DataError
+from harmscan.eval.obfuscate import METHODS, obfuscate, target_words
 from harmscan.labels import DEFAULT_LABELS
 from harmscan.text import dedup_key
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from harmscan.eval import binary_metrics as bm
 
 RANKING = ("roc_auc", "auprc")

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from harmscan.classifiers.policy import Policy
+from harmscan.errors import InputError
 from harmscan.eval.scores import ScoredSplit
 from harmscan.eval.tables import AT_THRESHOLD, figures
-
-from harmscan.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"texts per request (default {cfg.DEFAULT_MAX_TEXTS})")
     p.add_argument("--max-chars", type=_positive_int,
                    help=f"characters per text (default {cfg.DEFAULT_MAX_CHARS})")
+    p.add_argument("--max-request-chars", type=_positive_int,
+                   help=f"characters per request, all texts (default {cfg.DEFAULT_MAX_REQUEST_CHARS})")
     p.add_argument("--max-body-bytes", type=_positive_int,
                    help=f"request body size (default {cfg.DEFAULT_MAX_BODY_BYTES})")
     p.add_argument("--no-batching", action="store_true",
@@ -70,7 +72,6 @@ def serve_command(
     """The `bentoml serve` command line and environment for these arguments (validated)."""
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.policy import Policy
-
     from harmscan.errors import InputError
 
     env = dict(os.environ if environ is None else environ)
@@ -92,6 +93,7 @@ def serve_command(
         cfg.ENV_AUDIT_LOG: Path(args.audit_log).resolve() if args.audit_log else None,
         cfg.ENV_MAX_TEXTS: args.max_texts,
         cfg.ENV_MAX_CHARS: args.max_chars,
+        cfg.ENV_MAX_REQUEST_CHARS: args.max_request_chars,
         cfg.ENV_MAX_BODY_BYTES: args.max_body_bytes,
         cfg.ENV_MAX_BATCH_SIZE: args.max_batch_size,
         cfg.ENV_BATCHING: "0" if args.no_batching else None,

@@ -23,6 +23,7 @@ ENV_MAX_BATCH_SIZE = "HARMSCAN_MAX_BATCH_SIZE"
 ENV_MAX_LATENCY_MS = "HARMSCAN_MAX_LATENCY_MS"
 ENV_MAX_TEXTS = "HARMSCAN_MAX_TEXTS"
 ENV_MAX_CHARS = "HARMSCAN_MAX_CHARS"
+ENV_MAX_REQUEST_CHARS = "HARMSCAN_MAX_REQUEST_CHARS"
 ENV_MAX_BODY_BYTES = "HARMSCAN_MAX_BODY_BYTES"
 ENV_THREADS = "HARMSCAN_THREADS"
 ENV_VARIANT = "HARMSCAN_VARIANT"
@@ -36,6 +37,9 @@ DEFAULT_PORT = 3000
 DEFAULT_MAX_TEXTS = 256
 # Long texts are scanned in full (overlapping windows), so characters, not texts, drive the cost.
 DEFAULT_MAX_CHARS = 100_000
+# All texts of a request together: about 15 s of scoring on one contended core, so that the largest valid
+# request finishes well within the request timeout (a timeout would be a 5xx for valid input).
+DEFAULT_MAX_REQUEST_CHARS = 200_000
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_BATCH_SIZE = 64
 # How long a request may wait in the batching queue before it is refused with 503 (overload, not a bug).
@@ -90,6 +94,7 @@ class ServeConfig:
     max_latency_ms: int = DEFAULT_MAX_LATENCY_MS
     max_texts: int = DEFAULT_MAX_TEXTS
     max_chars: int = DEFAULT_MAX_CHARS
+    max_request_chars: int = DEFAULT_MAX_REQUEST_CHARS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     threads: int | None = None
     variant: str = "auto"
@@ -111,6 +116,7 @@ class ServeConfig:
             max_latency_ms=_int(env, ENV_MAX_LATENCY_MS, DEFAULT_MAX_LATENCY_MS),
             max_texts=_int(env, ENV_MAX_TEXTS, DEFAULT_MAX_TEXTS),
             max_chars=_int(env, ENV_MAX_CHARS, DEFAULT_MAX_CHARS),
+            max_request_chars=_int(env, ENV_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_CHARS),
             max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1024),
             threads=threads or None,
             variant=env.get(ENV_VARIANT, "").strip() or "auto",
@@ -137,6 +143,7 @@ class ServeConfig:
         return {
             "max_texts_per_request": self.max_texts,
             "max_chars_per_text": self.max_chars,
+            "max_chars_per_request": self.max_request_chars,
             "max_body_bytes": self.max_body_bytes,
         }
 

@@ -6,13 +6,13 @@ on) directly in-process. Calling a batchable API from another endpoint would go 
 an in-process HTTP round trip that measured ~4.5 ms extra per request on 2 cores and exposes an internal
 route that would need its own authentication (see docs/serving.md). The unit of batching is one text:
 a request's texts travel with their thresholds, and texts of requests with different thresholds are scored
-in separate HarmClassifier.scan calls of the same batch, so results equal an in-process `scan` exactly as the
-library defines them (same policy, same spans).
+in separate HarmClassifier.scan calls of the same batch, so flags and spans follow each request's policy
+exactly as the library's `scan` does. (With the int8 variant, scores move slightly with batch-mates:
+activations are quantised per batch.)
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from harmscan.classifiers import HarmClassifier, ScanResult
     from harmscan.serving.metrics import Metrics
 
-log = logging.getLogger("harmscan.serving")
+# Requests whose texts all fit in about one token window are merged; a longer text is already a batch of
+# windows inside HarmClassifier, and merging it would make short requests wait behind it.
+BATCHABLE_TEXT_CHARS = 1000
 
 ThresholdsKey = tuple[tuple[str, float], ...] | None
 # One text of a request, with what the request asked for; the dispatcher splits and merges lists of these.
@@ -35,8 +37,8 @@ def thresholds_key(thresholds: Mapping[str, float] | None) -> ThresholdsKey:
 
 class Overloaded(RequestError):
     def __init__(self) -> None:
-        super().__init__("the server is overloaded: requests waited longer than HARMSCAN_MAX_LATENCY_MS in "
-                         "the batching queue; retry later or add replicas", status=503, type=SERVER_ERROR,
+        super().__init__("the server is overloaded: the request waited longer than HARMSCAN_MAX_LATENCY_MS "
+                         "for the model; retry later or add replicas", status=503, type=SERVER_ERROR,
                          code="overloaded", headers={"Retry-After": "1"})
 
 
@@ -62,7 +64,7 @@ class Engine:
             return []
         key = thresholds_key(thresholds)
         items: list[Item] = [(t, key, return_spans) for t in texts]
-        if not self.batching:
+        if not self.batching or any(len(t) > BATCHABLE_TEXT_CHARS for t in texts):
             return await self._in_thread(items)
         return list(await self._dispatcher()(items))
 
@@ -88,7 +90,17 @@ class Engine:
         if self._limiter is None:
             # One model call at a time: ONNX Runtime already uses the cores it was given.
             self._limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(self.score_items, items, limiter=self._limiter)
+        try:
+            # Bounded wait for the model: an overloaded server answers 503 rather than hitting the
+            # request timeout with a 504.
+            with anyio.fail_after(self.max_latency_ms / 1000):
+                await self._limiter.acquire()
+        except TimeoutError:
+            raise Overloaded() from None
+        try:
+            return await anyio.to_thread.run_sync(self.score_items, items)
+        finally:
+            self._limiter.release()
 
     def _dispatcher(self) -> Callable[[list[Item]], Coroutine[Any, Any, Any]]:
         if self._dispatch is None:

@@ -19,7 +19,13 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from harmscan.serving.config import ENV_MAX_BODY_BYTES, ENV_MAX_CHARS, ENV_MAX_TEXTS, ServeConfig
+from harmscan.serving.config import (
+    ENV_MAX_BODY_BYTES,
+    ENV_MAX_CHARS,
+    ENV_MAX_REQUEST_CHARS,
+    ENV_MAX_TEXTS,
+    ServeConfig,
+)
 from harmscan.serving.errors import RequestError, generic_error
 from harmscan.serving.schemas import ModerationRequest, ScanRequest, parse_body
 
@@ -104,6 +110,12 @@ def check_limits(req: ScanRequest | ModerationRequest, config: ServeConfig) -> N
             raise RequestError(
                 f"'{param}' has {len(text)} characters, more than the limit of {config.max_chars} per text "
                 f"({ENV_MAX_CHARS}): split the text or raise the limit", param=param, code="text_too_long")
+    total = sum(len(t) for t in texts)
+    if total > config.max_request_chars:
+        raise RequestError(
+            f"'{field}' holds {total} characters in all, more than the limit of {config.max_request_chars} "
+            f"per request ({ENV_MAX_REQUEST_CHARS}): send the texts in several requests", param=field,
+            code="request_too_long")
 
 
 class HarmscanMiddleware:

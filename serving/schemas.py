@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from harmscan.serving.errors import RequestError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harmscan.serving.errors import RequestError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 

@@ -19,6 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from harmscan import __version__
+from harmscan.errors import InputError
 from harmscan.serving.audit import AuditLog
 from harmscan.serving.config import ServeConfig, service_host, service_timeout
 from harmscan.serving.engine import Engine
@@ -27,13 +34,6 @@ from harmscan.serving.metrics import get_metrics
 from harmscan.serving.middleware import REQUEST_ID_STATE, HarmscanMiddleware
 from harmscan.serving.openai_compat import CategoryMap
 from harmscan.serving.schemas import ModerationRequest, ModerationResponse, ScanRequest, ScanResponse
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from harmscan import __version__
-from harmscan.errors import InputError
 
 log = logging.getLogger("harmscan.serving")
 

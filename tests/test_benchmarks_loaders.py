@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harmscan.eval.benchmarks import UNKNOWN, evaluate_benchmark, load_benchmark, wilson
 
 from harmscan.errors import InputError
+from harmscan.eval.benchmarks import UNKNOWN, evaluate_benchmark, load_benchmark, wilson
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 LABELS = ["toxicity", "violence", "illegal_advice"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from harmscan.classifiers.bundle import Bundle
 from harmscan.classifiers.calibration import apply_calibration, sigmoid, validate
+from harmscan.errors import InputError
 from harmscan.eval import binary_metrics as bm
 from harmscan.eval.calibrate import MIN_PER_CLASS, calibration_figures, calibration_id, fit_calibration
-
-from harmscan.errors import InputError
 
 pytest.importorskip("scipy")
 pytest.importorskip("sklearn")
@@ -116,7 +116,6 @@ def test_calibration_id_ignores_report_figures_but_not_parameters(splits):
 def test_bundle_accepts_the_manifest_entry(tmp_path, splits):
     """What calibrate_bundle writes passes Bundle's own consistency check (extra report keys included)."""
     from harmscan.classifiers.bundle import new_manifest, write_manifest
-
     from harmscan.labels import default_taxonomy
 
     manifest = new_manifest(default_taxonomy(), max_length=32, base_model="x", training={}, window_stride=8)

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from harmscan.errors import DataError, InputError
 from harmscan.training import sources as S
 from harmscan.training.fetch import fetch_sources
 from harmscan.training.sources import Example, Source, SourceFile
 from harmscan.training.stats import compute_stats, format_stats, registry_markdown, short_licence
-
-from harmscan.errors import DataError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 

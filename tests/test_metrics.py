@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from harmscan.eval import binary_metrics as bm
 from harmscan.eval.metric_modules import METRIC_NAMES, load_metric, masked_references
 

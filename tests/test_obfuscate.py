@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from harmscan.errors import InputError
 from harmscan.eval.obfuscate import (
     METHODS,
     NORMALIZED_AWAY,
@@ -18,8 +20,6 @@ from harmscan.eval.obfuscate import (
     target_words,
     zero_width,
 )
-
-from harmscan.errors import InputError
 from harmscan.text import dedup_key, normalize_text
 
 SENTENCES = [

@@ -64,8 +64,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
             else:
                 n = rng.randint(300, 420) if i % 97 == 0 else rng.randint(1, 40)  # some texts span windows
                 row: dict[str, Any] = {"text": " ".join(rng.choices(WORDS, k=n))}
-                if i % 5:
-                    row["id"] = f"post-{i}" if i % 2 else 100_000 + i  # ids without one: their line
+                if i % 5:  # every fifth row has no id: the reader uses its line number
+                    row["id"] = f"post-{i}" if i % 2 else 100_000 + i
                 fh.write(json.dumps(row).encode() + b"\n")
     return path
 
@@ -232,6 +232,8 @@ def test_user_errors_are_caught_before_any_worker_starts(ray_cluster, bundle, co
         scan_with_ray(corpus, out, tmp_path / "no-bundle")
     with pytest.raises(InputError, match="gpus-per-actor"):
         scan_with_ray(corpus, out, bundle, num_gpus_per_actor=1)  # this cluster has no GPU: Ray would wait
+    with pytest.raises(InputError, match="ray job submit"):
+        scan_with_ray(corpus, out, bundle, ray_address="ray://head:10001")
     with pytest.raises(InputError, match="num-actors"):
         scan_with_ray(corpus, out, bundle, num_actors=0)
     out.write_text("{}\n")
@@ -271,3 +273,15 @@ def test_a_node_without_the_bundle_gets_a_verified_copy(ray_cluster, bundle, tmp
     assert local_bundle(elsewhere) == copy  # materialised once per node
     assert HarmClassifier.load(copy, threads=1).predict_proba(["hello"]).shape == (1, 3)
     assert local_bundle(shipped) == bundle  # the driver's own folder is used as is
+
+
+def test_cli_reports_ray_engine_mistakes_in_one_line(bundle, corpus, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "harmscan.cli", "scan", str(corpus), "-o", str(tmp_path / "out.jsonl"),
+         "--bundle", str(bundle), "--engine", "ray", "--ray-address", "ray://head:10001"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("harmscan: error:")]
+    assert len(errors) == 1 and "ray job submit" in errors[0]
+    assert not (tmp_path / "out.jsonl").exists()

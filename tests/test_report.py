@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harmscan.classifiers.calibration import apply_calibration, sigmoid
-from harmscan.eval.report import SECTIONS
 
+from harmscan.classifiers.calibration import apply_calibration, sigmoid
 from harmscan.errors import HarmscanError, InputError
+from harmscan.eval.report import SECTIONS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 SUBJECTS = ["the cat", "my neighbour", "the committee", "this recipe", "our team", "the weather", "that film",
@@ -38,7 +38,6 @@ def workspace(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     datasets = pytest.importorskip("datasets")
     from harmscan.classifiers import HarmClassifier
     from harmscan.classifiers.export import export_bundle
-
     from harmscan.labels import default_taxonomy
 
     root = tmp_path_factory.mktemp("eval_ws")
@@ -304,7 +303,6 @@ def test_thresholds_threshold_override_parsing():
 
 def test_identity_audit_counts_false_positives_per_group_and_sets_training_sentences_apart():
     from harmscan.eval.audit import audit_from_probs
-
     from harmscan.text import dedup_key
 
     examples = [

@@ -185,7 +185,7 @@ def test_labels_endpoint_reports_provenance(server: Server, classifier: Any) -> 
     assert info["model"]["variant"] == classifier.variant
     assert info["data"]["commercial_use"] is True
     assert info["limits"] == {"max_texts_per_request": 256, "max_chars_per_text": 100_000,
-                              "max_body_bytes": 2 * 1024 * 1024}
+                              "max_chars_per_request": 200_000, "max_body_bytes": 2 * 1024 * 1024}
     assert info["openai_mapping"]["illicit"]["from_labels"] == ["illegal_advice"]
 
 
@@ -227,6 +227,8 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int, str | None]] = [
     ("100k texts", "POST", "/v1/scan", json.dumps({"texts": ["a"] * 100_000}).encode(), 400, "texts"),
     ("one 1 MB text", "POST", "/v1/scan", json.dumps({"texts": ["ok", "a" * 1_000_000]}).encode(), 400,
      "texts[1]"),
+    ("300k characters in all", "POST", "/v1/scan", json.dumps({"texts": ["a" * 100_000] * 3}).encode(), 400,
+     "texts"),
     ("moderation input null", "POST", "/v1/moderations", b'{"input": null}', 400, "input"),
     ("moderation nested", "POST", "/v1/moderations", b'{"input": [["a"]]}', 400, "input"),
     ("moderation missing input", "POST", "/v1/moderations", b'{"model": "x"}', 400, "input"),

@@ -14,15 +14,14 @@ import pytest
 
 pytest.importorskip("bentoml")
 
+from harmscan.errors import InputError  # noqa: E402
+from harmscan.labels import Taxonomy, default_taxonomy  # noqa: E402
 from harmscan.serving.audit import AuditLog  # noqa: E402
 from harmscan.serving.config import ServeConfig  # noqa: E402
 from harmscan.serving.errors import RequestError  # noqa: E402
 from harmscan.serving.middleware import KeyChecker, check_limits  # noqa: E402
 from harmscan.serving.openai_compat import OPENAI_CATEGORIES, CategoryMap  # noqa: E402
 from harmscan.serving.schemas import ModerationRequest, ScanRequest, parse_body  # noqa: E402
-
-from harmscan.errors import InputError  # noqa: E402
-from harmscan.labels import Taxonomy, default_taxonomy  # noqa: E402
 
 CANARY = "zebra-canary-7f3a"
 
@@ -70,7 +69,7 @@ def test_moderation_input_forms() -> None:
 
 
 def test_limits_name_the_offending_text() -> None:
-    config = ServeConfig(max_texts=3, max_chars=10)
+    config = ServeConfig(max_texts=3, max_chars=10, max_request_chars=25)
     check_limits(ScanRequest(texts=["a"] * 3), config)
     with pytest.raises(RequestError) as err:
         check_limits(ScanRequest(texts=["a"] * 4), config)
@@ -81,6 +80,9 @@ def test_limits_name_the_offending_text() -> None:
     with pytest.raises(RequestError) as err:
         check_limits(ModerationRequest(input="x" * 11), config)
     assert err.value.param == "input"
+    with pytest.raises(RequestError) as err:
+        check_limits(ScanRequest(texts=["x" * 9] * 3), config)
+    assert (err.value.param, err.value.code) == ("texts", "request_too_long")
 
 
 # -- OpenAI mapping ----------------------------------------------------------------------------------------
@@ -183,9 +185,8 @@ def test_serve_command_binds_loopback_and_passes_settings(bundle: Path,
 
 
 def test_serve_refuses_bad_setup_in_one_line(bundle: Path, tmp_path: Path) -> None:
-    from harmscan.serving.cli import serve_command
-
     from harmscan.errors import HarmscanError
+    from harmscan.serving.cli import serve_command
 
     with pytest.raises(HarmscanError, match="does not exist"):
         serve_command(_serve_args(tmp_path / "missing"), {})
@@ -245,3 +246,32 @@ def test_concurrent_requests_merge_and_keep_their_own_thresholds(bundle: Path, b
         assert res.scores == pytest.approx(expected.scores, abs=1e-6)
     assert all(res.flagged == clf.labels for (res,) in results[1::2])
     assert asyncio.run(engine.scan([])) == []
+
+
+def test_long_texts_are_not_merged_and_overload_is_a_503(bundle: Path) -> None:
+    import anyio
+
+    from harmscan.classifiers import HarmClassifier
+    from harmscan.serving.engine import BATCHABLE_TEXT_CHARS, Engine, Overloaded
+
+    spy = CountingClassifier(HarmClassifier.load(bundle, variant="fp32", threads=1))
+    engine = Engine(spy, batching=True, max_batch_size=64, max_latency_ms=200)  # type: ignore[arg-type]
+    long_text = "word " * (BATCHABLE_TEXT_CHARS // 4)
+    texts = [f"short {i}" for i in range(6)] + [long_text]
+    results = _concurrent(engine, texts, [None] * len(texts))
+    assert len(results) == len(texts)
+    assert 1 in spy.calls and len(spy.calls) < len(texts)  # the long text alone, the short ones merged
+
+    async def busy_model() -> None:
+        # Hold the model for longer than the server's queueing limit: the next request is refused.
+        await engine._in_thread([("warm", None, False)])
+        other_request = object()
+        await engine._limiter.acquire_on_behalf_of(other_request)
+        try:
+            with pytest.raises(Overloaded) as err:
+                await engine.scan([long_text])
+        finally:
+            engine._limiter.release_on_behalf_of(other_request)
+        assert err.value.status == 503 and err.value.headers["Retry-After"] == "1"
+
+    anyio.run(busy_model)

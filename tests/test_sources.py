@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from harmscan.training import sources as S
-from harmscan.training.sources import Example, all_sources, get_source, iter_examples, load_user_sources
 
 from harmscan.errors import DataError
+from harmscan.training import sources as S
+from harmscan.training.sources import Example, all_sources, get_source, iter_examples, load_user_sources
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from harmscan.classifiers.policy import Policy
+from harmscan.errors import DataError, InputError
 from harmscan.eval.suite import (
     SuiteCase,
     evaluate_suite,
@@ -26,8 +28,6 @@ from harmscan.eval.suite import (
     training_examples,
 )
 from harmscan.eval.suite_gen import generate, load_definitions
-
-from harmscan.errors import DataError, InputError
 from harmscan.labels import default_taxonomy
 from harmscan.text import dedup_key, normalize_text
 

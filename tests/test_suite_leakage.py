@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harmscan.eval.suite import held_out_keys, leaked_cases
 
+from harmscan.eval.suite import held_out_keys, leaked_cases
 from harmscan.text import dedup_key
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from harmscan.errors import InputError
 from harmscan.eval.scores import ScoredSplit
 from harmscan.eval.thresholds import (
     Objective,
@@ -13,8 +15,6 @@ from harmscan.eval.thresholds import (
     prevalence_weights,
     tune_from_scores,
 )
-
-from harmscan.errors import InputError
 
 stats = pytest.importorskip("scipy.stats")
 

@@ -50,6 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser(
+        "loso", help="leave-one-source-out generalisation: train without a source, score that source"
+    )
+    p.add_argument("--recipe", default="default", help="recipe name or path to a recipe YAML")
+    _add_data_dir(p)
+    p.add_argument("--sources", help="comma-separated sources to hold out (default: four large ones)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget per run (default: 5)")
+    p.add_argument("--model", type=Path, help="the full recipe's model, for the in-domain column")
+    p.add_argument("--dataset", type=Path, help="the full recipe's dataset, for the in-domain column")
+    p.add_argument("-o", "--output", type=Path, default=Path("artifacts/loso.json"), help="JSON results")
+    p.set_defaults(func=_loso)
+
 
 def _fetch(args: argparse.Namespace) -> int:
     from harmscan.training.datadir import resolve_data_dir
@@ -86,4 +98,21 @@ def _train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     train_from_args(recipe, args, DEFAULT_ARTIFACTS)
+    return 0
+
+
+def _loso(args: argparse.Namespace) -> int:
+    from harmscan.labels import load_taxonomy
+    from harmscan.training.datadir import resolve_data_dir
+    from harmscan.training.loso import DEFAULT_HELD_OUT, format_loso, leave_one_source_out, save_loso
+    from harmscan.training.recipe import load_recipe
+
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else DEFAULT_HELD_OUT
+    results = leave_one_source_out(
+        load_recipe(args.recipe), resolve_data_dir(args.data_dir), sources, minutes=args.minutes,
+        in_domain_model=args.model, in_domain_dataset=args.dataset,
+    )
+    save_loso(results, args.output)
+    print(format_loso(results, load_taxonomy().names))
+    print(f"results written to {args.output}")
     return 0

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmscan.training.recipe import Recipe
-
 from harmscan.errors import DataError
 from harmscan.labels import Taxonomy, load_taxonomy
 from harmscan.text import dedup_key, normalize_text
+from harmscan.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def read_recipe_sources(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy) -> t
 
 def dedup(rows: Iterable[Row], heads: Sequence[str]) -> tuple[list[Row], dict[str, int]]:
     by_key: dict[str, Row] = {}
-    stats = Counter()
+    stats: Counter[str] = Counter()
     for row in rows:
         if not row.key:
             stats["empty_key"] += 1

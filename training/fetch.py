@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from harmscan.training.sources import Source, SourceFile, all_sources, file_problem, file_sha256, get_source
 from tqdm import tqdm
 
 from harmscan.errors import DataError
+from harmscan.training.sources import Source, SourceFile, all_sources, file_problem, file_sha256, get_source
 
 TIMEOUT_S = 60
 CHUNK = 1 << 16

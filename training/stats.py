@@ -12,10 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from harmscan.training.sources import Source, all_sources, get_source, iter_examples
-
 from harmscan.errors import InputError
 from harmscan.labels import load_taxonomy
+from harmscan.training.sources import Source, all_sources, get_source, iter_examples
 
 FORMATS = ("table", "json", "markdown")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harmscan.training.recipe import Recipe
 
 from harmscan.errors import DataError, require
 from harmscan.labels import Taxonomy
+from harmscan.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ interpolation). On rare harms it says more than ROC-AUC: it moves with the posit
 """
 
 import evaluate
+
 from harmscan.eval import binary_metrics
 from harmscan.eval.metric_modules import INPUTS_DESCRIPTION, features_for, per_label
 

@@ -5,6 +5,7 @@ Same value as sklearn.metrics.brier_score_loss on each label's known rows. Lower
 """
 
 import evaluate
+
 from harmscan.eval import binary_metrics
 from harmscan.eval.metric_modules import INPUTS_DESCRIPTION, features_for, per_label
 

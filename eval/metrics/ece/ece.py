@@ -8,6 +8,7 @@ is dominated by the negatives: read it with the positive rate. compute(..., n_bi
 """
 
 import evaluate
+
 from harmscan.eval import binary_metrics
 from harmscan.eval.metric_modules import INPUTS_DESCRIPTION, features_for, per_label
 

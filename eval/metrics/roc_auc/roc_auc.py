@@ -6,6 +6,7 @@ Usage (offline): evaluate.load("<harmscan>/eval/metrics/roc_auc").compute(predic
 """
 
 import evaluate
+
 from harmscan.eval import binary_metrics
 from harmscan.eval.metric_modules import INPUTS_DESCRIPTION, features_for, per_label
 

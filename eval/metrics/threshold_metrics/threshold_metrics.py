@@ -7,6 +7,7 @@ takes one threshold for every label or a list with one per label.
 """
 
 import evaluate
+
 from harmscan.eval import binary_metrics
 from harmscan.eval.metric_modules import INPUTS_DESCRIPTION, features_for, per_label, thresholds_per_label
 

