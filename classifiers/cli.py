@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="texts for the parity gate: a .txt (one per line), .jsonl, .csv or .parquet file with a 'text' "
         "field (default: the validation split recorded by `harmscan train`, else built-in sentences)",
     )
-    p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime graph fusion (debugging)")
+    p.add_argument("--no-optimize", action="store_true", help="skip the offline ONNX Runtime graph optimisation (debugging)")
     p.add_argument(
         "--allow-parity-failure",
         action="store_true",

@@ -91,11 +91,13 @@ def forward_windows(
     batch_size: int,
     pad_id: int,
     n_outputs: int,
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """`model(input_ids, attention_mask)` on every window -> [n_windows, n_outputs], in window order.
 
     Windows are sorted by length and each batch is padded only to its own longest window, so a batch of
-    tweets costs tweet-length compute even when one text in the call is a 512-token window.
+    tweets costs tweet-length compute even when one text in the call is a 512-token window. A batch holds
+    at most `batch_size` windows and, when `max_tokens` is set, at most that many (padded) tokens.
     """
     n = len(win)
     out = np.empty((n, n_outputs), dtype=np.float32)
@@ -103,9 +105,12 @@ def forward_windows(
         return out
     lengths = np.fromiter((len(ids) for ids in win.ids), dtype=np.int64, count=n)
     order = np.argsort(-lengths, kind="stable")
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        width = int(lengths[idx[0]])
+    start = 0
+    while start < n:
+        width = int(lengths[order[start]])  # the longest window of the batch: sorted, so its first
+        size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // width))
+        idx = order[start : start + size]
+        start += len(idx)
         ids = np.full((len(idx), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for row, w in enumerate(idx):

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1024  # records per actor call: the local scan's default chunk
 ACTOR_NAME = "_ScanActor"  # the actor processes are titled "ray::MapWorker(MapBatches(_ScanActor))"
 _BUNDLE_CACHE = "harmscan-bundles"
-_BLOCK_BYTES = 4 << 20
 
 
 # -- the read task ---------------------------------------------------------------------------------------
@@ -248,8 +247,8 @@ def scan_with_ray(
     # Everything a user can get wrong is checked here, before any Ray worker starts.
     b = Bundle.load(bundle)
     device = "cuda" if num_gpus_per_actor > 0 else "cpu"
-    job = _Job(
-        source=str(source), fmt_in=fmt_in, text_field=text_field, id_field=id_field, fmt_out=fmt_out,
+    job = _Job(  # paths absolute: Ray's workers do not share the driver's working directory
+        source=str(source.resolve()), fmt_in=fmt_in, text_field=text_field, id_field=id_field, fmt_out=fmt_out,
         out=out, errors_file=errors_file, bundle=b, variant=choose_variant(b, variant, device), device=device,
         policy=_resolve_policy(b, policy, thresholds), num_actors=num_actors, batch_size=batch_size,
         gpus=num_gpus_per_actor, threads=threads_per_actor, model_batch_size=model_batch_size, spans=spans,
@@ -312,7 +311,7 @@ def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSumm
 
     actors = _actor_count(ray, job)
     alive_nodes = [n for n in ray.nodes() if n.get("Alive")]
-    shipment = ship_bundle(job.bundle.path, multi_node=len(alive_nodes) > 1)
+    shipment = ship_bundle(job.bundle.path.resolve(), multi_node=len(alive_nodes) > 1)
     skip = int(state.get("records", 0))
     writer: RowWriter = (
         ParquetWriter(job.out, job.bundle.label_names, job.spans, state.get("output"))
@@ -352,10 +351,11 @@ def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSumm
 
 def _drain(dataset: Any, writer: Any, errors: Any, state: dict[str, Any], job: _Job, skip: int,
            bar: Any) -> tuple[dict[str, Any], int, int]:
-    """Write the chunks in input order, committing as `scan_file` commits. -> (state, flagged, scanned)."""
+    """Write the chunks in input order, committing after each as `scan_file` does. -> (state, flagged,
+    scanned)."""
     from harmscan.classifiers import scan as single
 
-    expected, pending, flagged, scanned, duplicates = skip, 0, 0, 0, 0
+    expected, flagged, scanned, duplicates = skip, 0, 0, 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         columns = (batch.column(name).to_pylist() for name in ("start", "count", "result"))
         for start, count, result in zip(*columns, strict=True):
@@ -371,18 +371,15 @@ def _drain(dataset: Any, writer: Any, errors: Any, state: dict[str, Any], job: _
             rows, bad = pickle.loads(result)
             writer.write(rows)
             errors.write(bad)
+            state = single._commit(job.out, state, writer, errors, count)
+            expected += count
             flagged += sum(r["decision"] == "flag" for r in rows)
             scanned += len(rows)
-            pending += count
-            expected += count
-            if writer.ready():
-                state = single._commit(job.out, state, writer, errors, pending)
-                pending = 0
             bar.update(count)
             bar.set_postfix(errors=errors.rows, refresh=False)
     if duplicates:
         log.warning("dropped %d chunks that Ray delivered twice after a worker failure", duplicates)
-    return single._commit(job.out, state, writer, errors, pending, input_done=True), flagged, scanned
+    return single._commit(job.out, state, writer, errors, 0, input_done=True), flagged, scanned
 
 
 def _resolve_policy(bundle: Bundle, policy: Policy | str | os.PathLike[str] | None,
@@ -454,9 +451,11 @@ class _DataSettings:
     def __enter__(self) -> None:
         self.ctx.execution_options.preserve_order = True
         self.ctx.enable_progress_bars = False
-        # Ray merges the read task's chunks into blocks of up to this size before anything reaches an
-        # actor; its default (128 MiB, ~1M texts) would delay the first result and hold that much memory.
-        self.ctx.target_max_block_size = _BLOCK_BYTES
+        # One chunk per block (a chunk is one row, so the smallest target does it): Ray would otherwise merge
+        # the read task's chunks into blocks of up to 128 MiB before any reached an actor, and an actor task
+        # works a block at a time. This way chunks stream to the actors as they are read, spread evenly over
+        # the pool, come back one by one to be committed, and a failure re-runs one chunk.
+        self.ctx.target_max_block_size = 1
         if self.level < logging.WARNING:
             self.logger.setLevel(logging.WARNING)  # "Starting execution of Dataset ..." lines
 

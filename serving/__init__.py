@@ -1,0 +1,1 @@
+"""harmscan.serving: the BentoML scanning service (`harmscan serve`); see docs/serving.md."""

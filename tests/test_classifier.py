@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +94,6 @@ def test_scan_results_policy_and_threshold_overrides(clf: HarmClassifier, tmp_pa
 
 def test_bundle_calibration_is_applied(bundle_dir: Path, tmp_path: Path) -> None:
     from harmscan.classifiers.bundle import Bundle
-
-    import shutil
 
     calibrated = tmp_path / "calibrated"
     shutil.copytree(bundle_dir, calibrated)

@@ -4,6 +4,7 @@ worker or the driver is killed mid-run. One local Ray instance (2 CPUs) serves t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -33,7 +34,7 @@ WORDS = (
 # -- fixtures ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_cluster() -> Any:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 
@@ -135,8 +136,9 @@ def test_ray_scan_equals_single_process_scan(ray_cluster, bundle, corpus, refere
     assert summary.rows + summary.errors == ROWS and summary.errors >= 12
 
 
-def test_parquet_output_has_the_single_process_schema(ray_cluster, bundle, corpus, tmp_path):
+def test_parquet_output_has_the_single_process_schema(ray_cluster, bundle, corpus, tmp_path, monkeypatch):
     pq = pytest.importorskip("pyarrow.parquet")
+    monkeypatch.chdir(tmp_path)  # relative paths below: Ray's workers do not share the driver's directory
     head = tmp_path / "head.jsonl"
     head.write_bytes(b"".join(corpus.read_bytes().splitlines(keepends=True)[:400]))
     from harmscan.classifiers.classifier import HarmClassifier
@@ -150,7 +152,7 @@ def test_parquet_output_has_the_single_process_schema(ray_cluster, bundle, corpu
     policy = Policy.from_file(policy_file, labels).with_overrides({"violence": 0.3}, labels)
     clf = HarmClassifier.load(bundle, threads=1, policy=policy)
     scan_file(head, tmp_path / "local.parquet", clf, progress=False, spans=True)
-    scan_with_ray(head, tmp_path / "ray.parquet", bundle, num_actors=2, policy=policy_file,
+    scan_with_ray("head.jsonl", "ray.parquet", os.path.relpath(bundle), num_actors=2, policy="policy.json",
                   thresholds={"violence": 0.3}, spans=True, progress=False)
 
     local, remote = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "ray.parquet")

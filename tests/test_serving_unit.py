@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,21 @@ def test_long_texts_are_not_merged_and_overload_is_a_503(bundle: Path) -> None:
         assert err.value.status == 503 and err.value.headers["Retry-After"] == "1"
 
     anyio.run(busy_model)
+
+
+def test_the_service_never_imports_torch(bundle: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, asyncio\n"
+        "from harmscan.serving.service import HarmscanService\n"
+        "svc = HarmscanService.inner()\n"  # the class itself: loads the bundle as a server worker does
+        "out = asyncio.run(svc.scan_texts(['hello']))\n"
+        "assert len(out['results']) == 1\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HARMSCAN_BUNDLE": str(bundle), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

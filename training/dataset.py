@@ -166,8 +166,10 @@ def augmentation_rows(recipe: Recipe, train: list[Row], heads: Sequence[str], ex
     if suite_cfg:
         from harmscan.eval.suite import training_examples
 
-        weight = float(suite_cfg.get("weight", 1.0)) if isinstance(suite_cfg, dict) else 1.0
-        for ex in training_examples(seed=seed):
+        cfg = suite_cfg if isinstance(suite_cfg, dict) else {}
+        weight = float(cfg.get("weight", 1.0))
+        per_template = int(cfg["per_template"]) if cfg.get("per_template") else None
+        for ex in training_examples(seed=seed, per_template=per_template):
             text = normalize_text(ex.text)
             key = dedup_key(text)
             if key and key not in exclude:
