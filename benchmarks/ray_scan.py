@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -286,6 +287,7 @@ def main() -> None:
         local_out = tmp / "local1.jsonl"
         run_local(bundle, tweets, local_out, threads=1)
         print(json.dumps(components(bundle, tweets, local_out, tmp, args), indent=1))
+        shutil.rmtree(tmp, ignore_errors=True)
         return
 
     # Ray starts its workers at niceness 15: on this shared machine they would yield to every other job
@@ -317,6 +319,7 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

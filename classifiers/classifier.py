@@ -24,7 +24,7 @@ import numpy as np
 
 from harmscan.classifiers.bundle import Bundle
 from harmscan.classifiers.calibration import apply_calibration
-from harmscan.classifiers.encoding import WindowTokenizer, forward_windows
+from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
 from harmscan.classifiers.policy import Policy
 from harmscan.classifiers.runtime import CUDA, Runner, create_session, resolve_device
 from harmscan.classifiers.textmap import normalize_with_offsets
@@ -88,14 +88,18 @@ class HarmClassifier:
         variant: str,
         policy: Policy,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise InputError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.bundle = bundle
         self.labels: list[str] = bundle.label_names
         self.policy = policy
         self.variant = variant
         self.batch_size = int(batch_size)
+        self.max_batch_tokens = max_batch_tokens
         self.providers: list[str] = list(runner.session.get_providers())
         self.calibration = bundle.calibration
         self._runner = runner
@@ -118,10 +122,12 @@ class HarmClassifier:
         policy: Policy | str | os.PathLike[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         io_binding: bool | None = None,
+        max_batch_tokens: int | str | None = "auto",
     ) -> HarmClassifier:
         """Load and verify a bundle. `threads`: ONNX Runtime intra-op threads (None: $OMP_NUM_THREADS, else
         one per core). `policy`: thresholds (a Policy or a policy file; default: the bundle's).
-        `io_binding`: default on for CUDA."""
+        `batch_size`: most windows per model call; `max_batch_tokens`: most padded tokens per call
+        ("auto": 512 on a CPU, no cap on a GPU; None: no cap). `io_binding`: default on for CUDA."""
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         resolved = resolve_device(device)
         chosen = choose_variant(b, variant, resolved)
@@ -140,7 +146,11 @@ class HarmClassifier:
         else:
             pol = Policy.from_file(Path(policy), b.label_names)
         runner = Runner(session, io_binding=resolved == "cuda" if io_binding is None else io_binding)
-        return cls(b, runner, variant=chosen, policy=pol, batch_size=batch_size)
+        if max_batch_tokens == "auto":
+            max_batch_tokens = None if resolved == "cuda" else CPU_MAX_BATCH_TOKENS
+        if isinstance(max_batch_tokens, str):
+            raise InputError(f"max_batch_tokens must be a number, None or 'auto', got {max_batch_tokens!r}")
+        return cls(b, runner, variant=chosen, policy=pol, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
 
     @property
     def device(self) -> str:
@@ -228,7 +238,9 @@ class HarmClassifier:
         for lo in range(0, len(texts), _CHUNK):
             chunk = [normalize_text(t) for t in texts[lo : lo + _CHUNK]]
             win = self._tokenizer.encode(chunk, with_spans=want_spans)
-            win_logits = forward_windows(win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels)
+            win_logits = forward_windows(
+                win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels, self.max_batch_tokens
+            )
             hi, offset = lo + len(chunk), len(inf.spans)
             inf.logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)
             inf.counts[lo:hi] = win.counts

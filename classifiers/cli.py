@@ -59,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: $OMP_NUM_THREADS, else all cores)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per model call (default: 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="most windows per model call (default: 32)")
+    p.add_argument(
+        "--max-batch-tokens", type=int, help="most padded tokens per model call (default: 512 on a CPU, no cap on a GPU)"
+    )
     p.add_argument("--chunk-size", type=int, default=1024, help="texts per commit (default: 1024)")
     p.add_argument("--spans", action="store_true", help="add the top window's character span and window count")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -127,7 +130,7 @@ def _scan(args: argparse.Namespace) -> int:
     policy = policy.with_overrides(parse_thresholds(args.thresholds), bundle.label_names)
     clf = HarmClassifier.load(
         bundle, variant=args.variant, device=args.device, threads=args.threads, policy=policy,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens or "auto",
     )
     summary = scan_file(
         args.input, args.output, clf, text_field=args.text_field, id_field=args.id_field,

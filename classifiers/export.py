@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from harmscan.classifiers.bundle import MANIFEST, VARIANT_FILES, new_manifest, record_files, write_manifest
 from harmscan.classifiers.calibration import sigmoid
-from harmscan.classifiers.encoding import WindowTokenizer, forward_windows
+from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
 from harmscan.classifiers.runtime import Runner, create_session
 from harmscan.classifiers.validation_texts import builtin_validation_texts
 from harmscan.errors import BundleError, InputError, require
@@ -352,7 +352,8 @@ def _parity(model: Any, tokenizer: WindowTokenizer, texts: list[str], staging: P
         return out.logits.float().numpy()
 
     def per_text(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-        win_logits = forward_windows(windows, fn, PARITY_BATCH, tokenizer.pad_id, n_out)
+        # The CPU inference batching: with dynamic int8, a text's batch-mates set its activation scales.
+        win_logits = forward_windows(windows, fn, PARITY_BATCH, tokenizer.pad_id, n_out, CPU_MAX_BATCH_TOKENS)
         return np.maximum.reduceat(win_logits, windows.first, axis=0)
 
     reference = sigmoid(per_text(torch_forward))

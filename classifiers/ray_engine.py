@@ -160,13 +160,13 @@ def local_bundle(shipment: _BundleShipment) -> Path:
 class _ScanActor:
     """One HarmClassifier session per actor; called with one chunk row at a time."""
 
-    def __init__(self, shipment: _BundleShipment, variant: str, device: str, threads: int,
-                 policy: Policy, model_batch_size: int, spans: bool) -> None:
+    def __init__(self, shipment: _BundleShipment, variant: str, device: str, threads: int, policy: Policy,
+                 model_batch_size: int, max_batch_tokens: int | str | None, spans: bool) -> None:
         from harmscan.classifiers.classifier import HarmClassifier
 
         self.clf = HarmClassifier.load(
             local_bundle(shipment), variant=variant, device=device, threads=threads, policy=policy,
-            batch_size=model_batch_size,
+            batch_size=model_batch_size, max_batch_tokens=max_batch_tokens,
         )
         self.spans = spans
 
@@ -203,6 +203,7 @@ def scan_with_ray(
     threads_per_actor: int = 1,
     variant: str = "auto",
     model_batch_size: int = 32,
+    max_batch_tokens: int | str | None = "auto",
     errors_path: str | os.PathLike[str] | None = None,
     ray_address: str | None = None,
     resume: bool = False,
@@ -251,8 +252,11 @@ def scan_with_ray(
         source=str(source.resolve()), fmt_in=fmt_in, text_field=text_field, id_field=id_field, fmt_out=fmt_out,
         out=out, errors_file=errors_file, bundle=b, variant=choose_variant(b, variant, device), device=device,
         policy=_resolve_policy(b, policy, thresholds), num_actors=num_actors, batch_size=batch_size,
-        gpus=num_gpus_per_actor, threads=threads_per_actor, model_batch_size=model_batch_size, spans=spans,
+        gpus=num_gpus_per_actor, threads=threads_per_actor, model_batch_size=model_batch_size,
+        max_batch_tokens=max_batch_tokens, spans=spans,
     )
+    ray = require("ray", "ray")
+    address = _cluster_address(ray_address)
     # The same identity as the single-process scan's progress file: either engine can resume the other.
     identity = {
         "input": single._input_identity(source, fmt_in, text_field, id_field),
@@ -268,8 +272,7 @@ def scan_with_ray(
     if state.get("complete"):
         return single._summary(out, errors_file, state, 0, 0, 0.0, skip=int(state.get("records", 0)))
 
-    ray = require("ray", "ray")
-    started_here = _connect(ray, ray_address)
+    started_here = _connect(ray, address)
     try:
         return _run(ray, job, state, progress)
     except Exception as exc:
@@ -284,6 +287,8 @@ def scan_with_ray(
 
 @dataclass(frozen=True)
 class _Job:
+    """What the Ray run needs, checked on the driver."""
+
     source: str
     fmt_in: str
     text_field: str
@@ -300,13 +305,13 @@ class _Job:
     gpus: float
     threads: int
     model_batch_size: int
+    max_batch_tokens: int | str | None
     spans: bool
 
 
 def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSummary:
     from tqdm import tqdm
 
-    from harmscan.classifiers import scan as single
     from harmscan.classifiers.writers import JsonlWriter, ParquetWriter, RowWriter
 
     actors = _actor_count(ray, job)
@@ -320,9 +325,11 @@ def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSumm
     errors = JsonlWriter(job.errors_file, state.get("errors"))
     bar = tqdm(desc=f"scan (ray, {actors} actors)", unit="text", unit_scale=True, initial=skip,
                disable=not progress, smoothing=0.1)
-    start = time.perf_counter()
+    start, flagged, scanned = time.perf_counter(), 0, 0
     try:
         with _DataSettings(ray):  # around building the dataset too: a Dataset copies the settings
+            if state.get("input_done"):  # killed while finishing: every row is committed already
+                return _finish(job, state, writer, errors, actors, flagged, scanned, start, skip)
             dataset = ray.data.read_datasource(
                 _record_source(job, skip),
                 num_cpus=0,  # light work; a CPU reserved for it would be one actor fewer
@@ -335,17 +342,25 @@ def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSumm
                 num_gpus=job.gpus or None,
                 fn_constructor_kwargs={
                     "shipment": shipment, "variant": job.variant, "device": job.device, "threads": job.threads,
-                    "policy": job.policy, "model_batch_size": job.model_batch_size, "spans": job.spans,
+                    "policy": job.policy, "model_batch_size": job.model_batch_size,
+                    "max_batch_tokens": job.max_batch_tokens, "spans": job.spans,
                 },
             )
             state, flagged, scanned = _drain(dataset, writer, errors, state, job, skip, bar)
-        writer.finish()
-        errors.finish()
-        state = single._save(job.out, {**state, "complete": True, "engine": "ray", "actors": actors})
+        return _finish(job, state, writer, errors, actors, flagged, scanned, start, skip)
     finally:
         bar.close()
         writer.close()
         errors.close()
+
+
+def _finish(job: _Job, state: dict[str, Any], writer: Any, errors: Any, actors: int, flagged: int,
+            scanned: int, start: float, skip: int) -> ScanSummary:
+    from harmscan.classifiers import scan as single
+
+    writer.finish()
+    errors.finish()
+    state = single._save(job.out, {**state, "complete": True, "engine": "ray", "actors": actors})
     return single._summary(job.out, job.errors_file, state, flagged, scanned, time.perf_counter() - start, skip)
 
 
@@ -395,28 +410,34 @@ def _resolve_policy(bundle: Bundle, policy: Policy | str | os.PathLike[str] | No
     return pol.with_overrides(thresholds, bundle.label_names)
 
 
-def _connect(ray: Any, address: str | None) -> bool:
-    """Join a cluster, or start a local instance; True when this call started it (and must stop it)."""
-    existing = address or os.environ.get("RAY_ADDRESS")
+def _cluster_address(address: str | None) -> str | None:
+    """The cluster to join (`address`, else $RAY_ADDRESS), None for a local instance."""
+    existing = address or os.environ.get("RAY_ADDRESS") or None
     if existing and existing.startswith("ray://"):
         raise InputError(
             f"--ray-address {existing}: Ray Client is not supported (the input is read and the output written "
             "on the driver's machine): submit the scan with `ray job submit`, or run it on a cluster node "
             "with --ray-address auto"
         )
+    return existing
+
+
+def _connect(ray: Any, address: str | None) -> bool:
+    """Join the cluster at `address`, or start a local instance; True when this call started Ray (and must
+    stop it). An already initialised Ray is used as it is."""
     if ray.is_initialized():
         return False
     try:
-        if existing:
-            ray.init(address=existing, logging_level=logging.WARNING)
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
         else:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(
-            f"cannot join the Ray cluster at {existing or 'a new local instance'}: {exc}; check "
+            f"cannot join the Ray cluster at {address or 'a new local instance'}: {exc}; check "
             "--ray-address (or $RAY_ADDRESS), or start one with `ray start --head`"
         ) from None
-    return not existing
+    return not address
 
 
 def _actor_count(ray: Any, job: _Job) -> int:
@@ -445,8 +466,11 @@ class _DataSettings:
         self.ctx = ray.data.DataContext.get_current()
         self.saved = (self.ctx.execution_options.preserve_order, self.ctx.enable_progress_bars,
                       self.ctx.target_max_block_size)
-        self.logger = logging.getLogger("ray.data")
-        self.level = self.logger.level
+        # Quieter while we run: "Starting execution of Dataset ..." lines, and the notice that Ray's
+        # progress bars are off (ours replaces them). Warnings about resources still show.
+        self.levels = {logging.getLogger("ray.data"): logging.WARNING,
+                       logging.getLogger("ray.data._internal.progress"): logging.ERROR}
+        self.saved_levels = {logger: logger.level for logger in self.levels}
 
     def __enter__(self) -> None:
         self.ctx.execution_options.preserve_order = True
@@ -456,13 +480,14 @@ class _DataSettings:
         # works a block at a time. This way chunks stream to the actors as they are read, spread evenly over
         # the pool, come back one by one to be committed, and a failure re-runs one chunk.
         self.ctx.target_max_block_size = 1
-        if self.level < logging.WARNING:
-            self.logger.setLevel(logging.WARNING)  # "Starting execution of Dataset ..." lines
+        for logger, level in self.levels.items():
+            logger.setLevel(max(level, logger.level))
 
     def __exit__(self, *exc: object) -> None:
         (self.ctx.execution_options.preserve_order, self.ctx.enable_progress_bars,
          self.ctx.target_max_block_size) = self.saved
-        self.logger.setLevel(self.level)
+        for logger, level in self.saved_levels.items():
+            logger.setLevel(level)
 
 
 _REMOTE_ERROR = re.compile(r"^(harmscan(?:\.\w+)+)\.(\w+): (.+)$", re.MULTILINE)
@@ -526,7 +551,8 @@ def run_ray_scan(args: argparse.Namespace) -> int:
         input_format=args.input_format, output_format=args.output_format, policy=args.policy,
         thresholds=parse_thresholds(args.thresholds), num_actors=args.num_actors, batch_size=args.chunk_size,
         num_gpus_per_actor=gpus, threads_per_actor=args.threads or 1, variant=args.variant,
-        model_batch_size=args.batch_size, errors_path=args.errors, ray_address=args.ray_address,
+        model_batch_size=args.batch_size, max_batch_tokens=getattr(args, "max_batch_tokens", None) or "auto",
+        errors_path=args.errors, ray_address=args.ray_address,
         resume=args.resume, overwrite=args.overwrite, spans=args.spans, progress=not args.no_progress,
     )
     done = "resumed and finished" if summary.resumed_from else "finished"

@@ -37,6 +37,7 @@ import json, sys
 from harmscan import HarmClassifier
 from harmscan.classifiers.scan import scan_file
 import harmscan.cli
+harmscan.cli.build_parser()  # what `harmscan scan` imports: every area's CLI module
 clf = HarmClassifier.load({str(bundle_dir)!r}, threads=1)
 clf.scan(["hello", "x " * 600], return_spans=True)
 scan_file({str(tmp_path / "in.jsonl")!r}, {str(tmp_path / "out.jsonl")!r}, clf, progress=False)
@@ -66,8 +67,10 @@ def test_caller_order_is_restored_across_length_sorted_batches(bundle_dir: Path)
     small = HarmClassifier.load(bundle_dir, variant="fp32", threads=1, batch_size=4)
     one_by_one = np.vstack([small.predict_logits([t]) for t in texts])
     np.testing.assert_allclose(small.predict_logits(texts), one_by_one, atol=1e-5)
-    big = HarmClassifier.load(bundle_dir, variant="fp32", threads=1, batch_size=64)
+    big = HarmClassifier.load(bundle_dir, variant="fp32", threads=1, batch_size=64, max_batch_tokens=None)
     np.testing.assert_allclose(big.predict_logits(texts), one_by_one, atol=1e-5)
+    token_capped = HarmClassifier.load(bundle_dir, variant="fp32", threads=1, max_batch_tokens=30)
+    np.testing.assert_allclose(token_capped.predict_logits(texts), one_by_one, atol=1e-5)
 
 
 def test_scan_results_policy_and_threshold_overrides(clf: HarmClassifier, tmp_path: Path) -> None:

@@ -252,7 +252,8 @@ def test_an_error_raised_in_a_worker_reaches_the_user_as_one_line(ray_cluster):
     dataset = ray_cluster.data.range(10).map_batches(
         _ScanActor, compute=ray_cluster.data.ActorPoolStrategy(size=1), num_cpus=1,
         fn_constructor_kwargs={"shipment": missing, "variant": "auto", "device": "cpu", "threads": 1,
-                               "policy": None, "model_batch_size": 8, "spans": False},
+                               "policy": None, "model_batch_size": 8, "max_batch_tokens": "auto",
+                               "spans": False},
     )
     with pytest.raises(Exception) as info:
         dataset.take_all()
