@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from harmscan.classifiers.policy import Policy
 from harmscan.eval.suite import evaluate_suite, format_suite_table
-from harmscan.training.dataset import load_built
-
 from harmscan.text import normalize_text
+from harmscan.training.dataset import load_built
 
 AUGMENTATION_SOURCES = ("suite_train", "augment_obfuscation")
 
