@@ -5,7 +5,7 @@ it in a fresh process, and samples that process's RSS from /proc every 0.2 s, to
 rows committed so far (the scan's progress file). Reports the peak RSS and the RSS at 10 / 50 / 90 % of the
 scan for each size.
 
-    python benchmarks/scan_memory.py --bundle BUNDLE --rows 10000 100000 --threads 2
+    python benchmarks/scan_memory.py --bundle BUNDLE --rows 10000 100000 --threads 2 [--variant int8]
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ def committed(progress: Path) -> int:
         return 0
 
 
-def measure(bundle: Path, rows: int, threads: int, work: Path) -> dict[str, Any]:
+def measure(bundle: Path, rows: int, threads: int, work: Path, variant: str = "auto") -> dict[str, Any]:
     src, out = work / f"in_{rows}.jsonl", work / f"out_{rows}.jsonl"
     write_input(src, rows)
     harmscan = shutil.which("harmscan", path=str(Path(sys.executable).parent))
     ok = harmscan and subprocess.run([harmscan, "--help"], capture_output=True).returncode == 0
     entry = [harmscan] if ok and harmscan else [sys.executable, "-c", CLI_SNIPPET]
     cmd = [*entry, "scan", str(src), "-o", str(out), "--bundle", str(bundle), "--threads", str(threads),
-           "--no-progress", "--overwrite"]
+           "--no-progress", "--overwrite", "--variant", variant]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,11 +95,12 @@ def main() -> None:
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", default="auto", help="model variant to scan with (default: auto)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="harmscan-mem-"))
     try:
-        results = [measure(Path(args.bundle), n, args.threads, work) for n in args.rows]
+        results = [measure(Path(args.bundle), n, args.threads, work, args.variant) for n in args.rows]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for r in results:

@@ -372,6 +372,7 @@ def _compare(reference: np.ndarray, probs: np.ndarray, variant: str, provider: s
     report: dict[str, Any] = {
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
+        "p99_abs_diff": float(np.quantile(diff, 0.99)),  # informative: the gate is on the max
         "flag_agreement": float(np.mean(flags_ref == flags)),
         "decision_agreement": float(np.mean(flags_ref.any(axis=1) == flags.any(axis=1))),
         "texts": int(reference.shape[0]),

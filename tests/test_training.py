@@ -132,3 +132,25 @@ def test_data_build_train_reload_predict_end_to_end(tiny_dataset: Path, tiny_mod
     probs = torch.sigmoid(logits)
     assert probs.shape == (2, 3)
     assert torch.all((probs > 0) & (probs < 1))
+
+
+def test_time_budget_fits_the_whole_schedule(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
+    """A budget too small for the recipe's epochs shortens the schedule (learning rate decays to zero at the
+    planned step) instead of cutting training off at a high learning rate; a roomy budget changes nothing."""
+    from harmscan.training.trainer import TRAINING_SUMMARY, train
+
+    recipe = parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "epochs": 50}}, "tiny")
+    tight = 0.04  # minutes: 2.4 s, far less than 50 epochs
+    train(tiny_dataset, tmp_path / "m", recipe=recipe, base_model=str(tiny_model_dir),
+          overrides={"max_train_minutes": tight})
+    saved = json.loads((tmp_path / "m" / TRAINING_SUMMARY).read_text())
+    plan = saved["metrics"]["schedule"]
+    assert plan["fitted_to_budget"] is True
+    assert 1 <= plan["steps"] < plan["wanted_steps"]
+    assert saved["metrics"]["steps"] <= plan["steps"]
+    assert plan["seconds_per_step"] > 0
+
+    roomy = parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "max_train_minutes": 30}}, "tiny")
+    train(tiny_dataset, tmp_path / "r", recipe=roomy, base_model=str(tiny_model_dir))
+    plan = json.loads((tmp_path / "r" / TRAINING_SUMMARY).read_text())["metrics"]["schedule"]
+    assert plan["fitted_to_budget"] is False and plan["steps"] == plan["wanted_steps"]
