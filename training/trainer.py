@@ -249,7 +249,7 @@ def train(
             )
         total_steps = planned["steps"]
         max_steps = total_steps
-    eval_steps = max(1, total_steps // max(1, int(cfg["evaluations"])))
+    eval_steps = max(1, total_steps // max(1, int(planned.get("evaluations") or cfg["evaluations"])))
     output_dir = Path(output_dir)
     has_validation = len(tokenized["validation"]) > 0
     args = transformers.TrainingArguments(
@@ -350,8 +350,9 @@ def plan_steps_for_budget(
 
     Times forward+backward passes on length-grouped random train batches (gradients are discarded, weights
     are not touched) and forward passes on a validation batch, then solves
-    steps * s_step + evaluations * n_validation * s_eval_row <= 0.92 * budget (8 % margin for checkpoints
-    and the data loader). Returns {"steps", "seconds_per_step", "seconds_per_eval_row", ...}.
+    steps * s_step + (evaluations + 2) * n_validation * s_eval_row <= 0.92 * budget (8 % margin for
+    checkpoints and the data loader), with fewer periodic evaluations on a short budget. Returns {"steps",
+    "evaluations", "seconds_per_step", "seconds_per_eval_row", ...}.
     """
     import torch
 
@@ -393,9 +394,14 @@ def plan_steps_for_budget(
                 model(**inputs)
             s_eval_row = (time.perf_counter() - started) / sum(int(b["input_ids"].shape[0]) for b in evals)
         model.train()
-    evaluations = int(cfg["evaluations"]) + 2  # the periodic ones, plus the final validation and test passes
-    eval_s = evaluations * len(validation) * s_eval_row
-    usable = 0.92 * budget_s - eval_s
+    # The final validation and test passes always run; periodic evaluations get at most 15 % of the budget
+    # (fewer of them on a short budget), so a short run spends its time training, not evaluating.
+    per_eval = len(validation) * s_eval_row
+    usable = 0.92 * budget_s - 2 * per_eval
+    evaluations = int(cfg["evaluations"])
+    if per_eval > 0:
+        evaluations = max(1, min(evaluations, int(0.15 * budget_s / per_eval)))
+    usable -= evaluations * per_eval
     steps = max(1, min(wanted, int(usable / s_step))) if usable > 0 else max(1, min(wanted, 50))
     return {
         "steps": steps,
@@ -403,6 +409,7 @@ def plan_steps_for_budget(
         "fitted_to_budget": steps < wanted,
         "seconds_per_step": round(s_step, 3),
         "seconds_per_eval_row": round(s_eval_row, 5),
+        "evaluations": evaluations,
         "budget_seconds": budget_s,
     }
 
