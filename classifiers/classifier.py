@@ -32,6 +32,13 @@ from harmscan.errors import BundleError, InputError
 from harmscan.text import normalize_text
 
 DEFAULT_BATCH_SIZE = 32
+# A GPU wants bigger batches: tweets/s of fp16 on an H200 at 32 / 128 / 512 windows per call was
+# 13.0k / 15.6k / 17.2k (docs/benchmarks.md). `batch_size=None` picks this on CUDA, DEFAULT_BATCH_SIZE on a CPU.
+GPU_BATCH_SIZE = 256
+# On CUDA each batch's width is rounded up to a multiple of 8: fewer distinct shapes, so the kernels for
+# each are picked and loaded once (fp16 batch-1 p90 latency was 37x the median with exact widths on an
+# H200, docs/benchmarks.md), and widths that suit the tensor cores. Padded positions are masked out.
+GPU_PAD_MULTIPLE = 8
 VARIANTS = ("auto", "fp32", "int8", "fp16")
 # Texts tokenised at a time inside one call: bounds memory when a caller passes millions of texts.
 _CHUNK = 4096
@@ -120,13 +127,13 @@ class HarmClassifier:
         device: str = "auto",
         threads: int | None = None,
         policy: Policy | str | os.PathLike[str] | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         io_binding: bool | None = None,
         max_batch_tokens: int | str | None = "auto",
     ) -> HarmClassifier:
         """Load and verify a bundle. `threads`: ONNX Runtime intra-op threads (None: $OMP_NUM_THREADS, else
         one per core). `policy`: thresholds (a Policy or a policy file; default: the bundle's).
-        `batch_size`: most windows per model call; `max_batch_tokens`: most padded tokens per call
+        `batch_size`: most windows per model call (None: 32 on a CPU, 256 on a GPU); `max_batch_tokens`: most padded tokens per call
         ("auto": 512 on a CPU, no cap on a GPU; None: no cap). `io_binding`: default on for CUDA."""
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         resolved = resolve_device(device)
@@ -150,6 +157,8 @@ class HarmClassifier:
             max_batch_tokens = None if resolved == "cuda" else CPU_MAX_BATCH_TOKENS
         if isinstance(max_batch_tokens, str):
             raise InputError(f"max_batch_tokens must be a number, None or 'auto', got {max_batch_tokens!r}")
+        if batch_size is None:
+            batch_size = GPU_BATCH_SIZE if resolved == "cuda" else DEFAULT_BATCH_SIZE
         return cls(b, runner, variant=chosen, policy=pol, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
 
     @property
@@ -239,7 +248,8 @@ class HarmClassifier:
             chunk = [normalize_text(t) for t in texts[lo : lo + _CHUNK]]
             win = self._tokenizer.encode(chunk, with_spans=want_spans)
             win_logits = forward_windows(
-                win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels, self.max_batch_tokens
+                win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels, self.max_batch_tokens,
+                pad_multiple=GPU_PAD_MULTIPLE if self.device == "cuda" else 1,
             )
             hi, offset = lo + len(chunk), len(inf.spans)
             inf.logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)

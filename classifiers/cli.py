@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: $OMP_NUM_THREADS, else all cores)")
-    p.add_argument("--batch-size", type=int, default=32, help="most windows per model call (default: 32)")
+    p.add_argument("--batch-size", type=int, help="most windows per model call (default: 32 on a CPU, 256 on a GPU)")
     p.add_argument(
         "--max-batch-tokens", type=int, help="most padded tokens per model call (default: 512 on a CPU, no cap on a GPU)"
     )

@@ -46,17 +46,32 @@ class WindowTokenizer:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # noqa: BLE001 - any parse error means a bad bundle file
             raise BundleError(f"cannot read tokenizer {path}: {exc}; re-export the bundle") from None
-        specials = self.tokenizer.num_special_tokens_to_add(False)
-        body = max_length - specials
-        if body < 2:
-            raise BundleError(f"max_length {max_length} leaves no room for text after {specials} special tokens")
-        # The overlap must leave each window room to advance, else the tokenizer would loop forever.
-        self.overlap = max(0, min(int(overlap), body - 1))
-        self.max_length = int(max_length)
         # A tokenizer.json saved by transformers may carry fixed-length padding: we pad per batch instead.
+        # Texts are encoded whole and cut into windows here, not by the tokenizer's truncation: its overflow
+        # encodings changed between versions (tokenizers 0.23 returns one overflow window where 0.22
+        # returned all of them), and relying on them silently truncated long texts.
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_length, stride=self.overlap)
+        self.tokenizer.no_truncation()
+        self.prefix, self.suffix = self._special_template()
+        self.max_length = int(max_length)
+        self.body = self.max_length - len(self.prefix) - len(self.suffix)
+        if self.body < 2:
+            raise BundleError(
+                f"max_length {max_length} leaves no room for text after {len(self.prefix) + len(self.suffix)} "
+                "special tokens"
+            )
+        # The overlap must leave each window room to advance, else windowing would never end.
+        self.overlap = max(0, min(int(overlap), self.body - 1))
         self.pad_id = self._pad_id()
+
+    def _special_template(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before and after one sequence ([CLS] / [SEP], <s> / </s>)."""
+        plain = self.tokenizer.encode("a", add_special_tokens=False).ids
+        full = self.tokenizer.encode("a", add_special_tokens=True).ids
+        for k in range(len(full) - len(plain) + 1):
+            if full[k : k + len(plain)] == plain:
+                return full[:k], full[k + len(plain) :]
+        raise BundleError("cannot tell this tokenizer's special tokens apart from the text; re-export the bundle")
 
     def _pad_id(self) -> int:
         for token in ("[PAD]", "<pad>", "<PAD>"):
@@ -72,22 +87,33 @@ class WindowTokenizer:
         owner: list[int] = []
         first: list[int] = []
         spans: list[tuple[int, int] | None] = []
-        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=True)):
+        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
             first.append(len(ids))
-            windows = (enc, *enc.overflowing)
-            for window in windows:
-                ids.append(window.ids)
+            tokens = enc.ids
+            bounds = self.window_bounds(len(tokens))
+            offsets = enc.offsets if with_spans or len(bounds) > 1 else None
+            for start, end in bounds:
+                ids.append([*self.prefix, *tokens[start:end], *self.suffix])
                 owner.append(i)
-                need = with_spans or len(windows) > 1
-                spans.append(_char_span(window.offsets, window.special_tokens_mask) if need else None)
+                if offsets is None:
+                    spans.append(None)
+                else:
+                    spans.append((offsets[start][0], offsets[end - 1][1]) if end > start else (0, 0))
         return Windows(ids, np.asarray(owner, dtype=np.int64), np.asarray(first, dtype=np.int64), spans)
 
-
-def _char_span(offsets: list[tuple[int, int]], special: list[int]) -> tuple[int, int]:
-    content = [off for off, s in zip(offsets, special, strict=True) if not s]
-    if not content:
-        return 0, 0
-    return content[0][0], content[-1][1]
+    def window_bounds(self, n_tokens: int) -> list[tuple[int, int]]:
+        """[start, end) token ranges of the windows of a text of `n_tokens` tokens (special tokens not
+        counted): `body` tokens each, each starting `body - overlap` after the previous, the last one ending
+        at the text's end."""
+        step = self.body - self.overlap
+        bounds = []
+        start = 0
+        while True:
+            end = min(start + self.body, n_tokens)
+            bounds.append((start, end))
+            if end >= n_tokens:
+                return bounds
+            start += step
 
 
 def forward_windows(
@@ -97,12 +123,15 @@ def forward_windows(
     pad_id: int,
     n_outputs: int,
     max_tokens: int | None = None,
+    pad_multiple: int = 1,
 ) -> np.ndarray:
     """`model(input_ids, attention_mask)` on every window -> [n_windows, n_outputs], in window order.
 
     Windows are sorted by length and each batch is padded only to its own longest window, so a batch of
     tweets costs tweet-length compute even when one text in the call is a 512-token window. A batch holds
     at most `batch_size` windows and, when `max_tokens` is set, at most that many (padded) tokens.
+    `pad_multiple` rounds each batch's width up to a multiple (GPUs: 8 keeps the shapes few, so each one's
+    kernels are picked and loaded once, and fits the tensor cores; padded positions are masked out).
     """
     n = len(win)
     out = np.empty((n, n_outputs), dtype=np.float32)
@@ -113,6 +142,7 @@ def forward_windows(
     start = 0
     while start < n:
         width = int(lengths[order[start]])  # the longest window of the batch: sorted, so its first
+        width = -(-width // pad_multiple) * pad_multiple
         size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // width))
         idx = order[start : start + size]
         start += len(idx)

@@ -161,7 +161,7 @@ class _ScanActor:
     """One HarmClassifier session per actor; called with one chunk row at a time."""
 
     def __init__(self, shipment: _BundleShipment, variant: str, device: str, threads: int, policy: Policy,
-                 model_batch_size: int, max_batch_tokens: int | str | None, spans: bool) -> None:
+                 model_batch_size: int | None, max_batch_tokens: int | str | None, spans: bool) -> None:
         from harmscan.classifiers.classifier import HarmClassifier
 
         self.clf = HarmClassifier.load(
@@ -202,7 +202,7 @@ def scan_with_ray(
     num_gpus_per_actor: float = 0.0,
     threads_per_actor: int = 1,
     variant: str = "auto",
-    model_batch_size: int = 32,
+    model_batch_size: int | None = None,
     max_batch_tokens: int | str | None = "auto",
     errors_path: str | os.PathLike[str] | None = None,
     ray_address: str | None = None,
@@ -231,7 +231,8 @@ def scan_with_ray(
         raise InputError("--engine ray cannot read stdin (its read task runs in a Ray worker): pass a file, "
                          "or use --engine local")
     for name, value in (("--chunk-size", batch_size), ("--threads", threads_per_actor),
-                        ("--batch-size", model_batch_size), ("--num-actors", 1 if num_actors is None else num_actors)):
+                        ("--batch-size", 1 if model_batch_size is None else model_batch_size),
+                        ("--num-actors", 1 if num_actors is None else num_actors)):
         if value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
     if num_gpus_per_actor < 0:
@@ -304,7 +305,7 @@ class _Job:
     batch_size: int
     gpus: float
     threads: int
-    model_batch_size: int
+    model_batch_size: int | None
     max_batch_tokens: int | str | None
     spans: bool
 

@@ -64,10 +64,28 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not cuda_available():
         raise DeviceError(
             "device='cuda' but this onnxruntime has no CUDA provider (available: "
-            f"{', '.join(ort.get_available_providers())}): install onnxruntime-gpu instead of onnxruntime "
-            "(pip install 'harmscan[gpu]', never both) or use device='cpu'"
+            f"{', '.join(ort.get_available_providers())}): replace onnxruntime with onnxruntime-gpu "
+            "(pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu[cuda,cudnn]==1.31.1'; never both, "
+            "see docs/scanning.md) or use device='cpu'"
         )
     return device
+
+
+_PRELOADED = False
+
+
+def preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that pip installed (`onnxruntime-gpu[cuda,cudnn]`) before the first
+    CUDA session: onnxruntime does not look in those site-packages folders on its own, and without this a
+    CUDA session fails (or silently falls back to the CPU) unless torch happened to be imported first."""
+    global _PRELOADED
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED = True
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # noqa: BLE001 - a failed preload shows up as the provider check's error below
+        log.debug("onnxruntime.preload_dlls() failed: %s", exc)
 
 
 def create_session(model: Path, device: str, threads: int | None, requested: str) -> ort.InferenceSession:
@@ -77,7 +95,8 @@ def create_session(model: Path, device: str, threads: int | None, requested: str
     providers: list[Any] = [CPU]
     disabled = CPU_DISABLED_OPTIMIZERS
     if device == "cuda":
-        providers, disabled = [(CUDA, {"device_id": 0}), CPU], []
+        providers, disabled = [CUDA, CPU], []
+        preload_cuda_libraries()
     session = ort.InferenceSession(str(model), sess_options=so, providers=providers, disabled_optimizers=disabled)
     in_use = session.get_providers()
     if device == "cuda" and (not in_use or in_use[0] != CUDA):

@@ -139,6 +139,36 @@ def test_long_text_is_windowed_not_truncated(clf: HarmClassifier) -> None:
     assert np.all(clf.predict_logits([text])[0] >= first_window - 1e-4)
 
 
+def test_windows_cover_every_token_whatever_the_tokenizers_version(clf: HarmClassifier) -> None:
+    # tokenizers 0.23 returns a single overflow window where 0.22 returned all: harmscan cuts the windows
+    # itself, so a long text is covered to its last token with either.
+    from tokenizers import Tokenizer
+
+    wt = clf._tokenizer
+    text = " ".join(f"token{i} is here." for i in range(400))
+    whole = Tokenizer.from_file(str(clf.bundle.tokenizer_path))
+    whole.no_truncation()
+    tokens = whole.encode(text, add_special_tokens=False).ids
+    win = wt.encode([text, "short one"], with_spans=True)
+    counts = win.counts.tolist()
+    assert counts[1] == 1 and counts[0] == len(wt.window_bounds(len(tokens))) > 5
+    bodies = [ids[len(wt.prefix) : len(ids) - len(wt.suffix)] for ids in win.ids[: counts[0]]]
+    assert all(len(ids) <= wt.max_length for ids in win.ids)
+    assert bodies[0] == tokens[: wt.body] and bodies[-1] == tokens[-len(bodies[-1]) :]
+    for prev, nxt in zip(bodies[:-1], bodies[1:], strict=True):
+        assert prev[-wt.overlap :] == nxt[: wt.overlap]  # each window overlaps the previous one
+    stitched = bodies[0] + [t for b in bodies[1:] for t in b[wt.overlap :]]
+    assert stitched == tokens
+    assert win.char_spans[0] == (0, win.char_spans[0][1]) and win.char_spans[counts[0] - 1][1] == len(text)
+    # the same windows as the tokenizer's own overflow, where the installed version returns all of it
+    ref = Tokenizer.from_file(str(clf.bundle.tokenizer_path))
+    ref.no_padding()
+    ref.enable_truncation(max_length=wt.max_length, stride=wt.overlap)
+    enc = ref.encode(text)
+    if len(enc.overflowing) + 1 == counts[0]:
+        assert [enc.ids, *(o.ids for o in enc.overflowing)] == win.ids[: counts[0]]
+
+
 def test_violent_sentence_near_the_end_of_5000_words_is_flagged_and_located(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -212,9 +242,22 @@ def test_cuda_is_never_a_silent_cpu_fallback(bundle_dir: Path, monkeypatch: pyte
     with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
         fallback = HarmClassifier.load(bundle_dir, device="auto", threads=1)
     assert fallback.providers == ["CPUExecutionProvider"] and fallback.variant == "int8"
+    assert fallback.batch_size == 32  # the CPU default, not the GPU one
 
 
 def test_io_binding_path_gives_the_same_scores(bundle_dir: Path, clf: HarmClassifier) -> None:
     bound = HarmClassifier.load(bundle_dir, variant="fp32", threads=1, io_binding=True)
     texts = ["hello", "you idiot", "x " * 300]
     np.testing.assert_allclose(bound.predict_logits(texts), clf.predict_logits(texts), atol=1e-6)
+
+
+def test_gpu_width_padding_leaves_scores_unchanged(clf: HarmClassifier) -> None:
+    # The CUDA path pads each batch to a multiple of 8 tokens; padded positions must not move a score.
+    from harmscan.classifiers.encoding import forward_windows
+
+    texts = ["hello", "you idiot", "a b c d e f g", "x " * 300, "I will hurt you tomorrow, count on it"]
+    win = clf._tokenizer.encode(texts)
+    assert {len(ids) % 8 for ids in win.ids} != {0}  # some widths really get padded
+    exact = forward_windows(win, clf._runner, 4, clf._tokenizer.pad_id, len(clf.labels))
+    padded = forward_windows(win, clf._runner, 4, clf._tokenizer.pad_id, len(clf.labels), pad_multiple=8)
+    np.testing.assert_allclose(padded, exact, atol=1e-5)

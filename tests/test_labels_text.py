@@ -66,3 +66,35 @@ def test_normalize_text(raw: str, expected: str):
 def test_dedup_key_ignores_case_punctuation_and_handles():
     assert dedup_key("@bob YOU are an IDIOT!!!") == dedup_key("@alice you are an idiot")
     assert dedup_key("you are an idiot") != dedup_key("you are not an idiot")
+
+
+def _reference_normalize(text: str) -> str:
+    """normalize_text as first written, every step unconditional: the fast version must give the same text
+    (the model was trained on this one's output)."""
+    import re
+    import unicodedata
+
+    from harmscan import text as t
+
+    text = unicodedata.normalize("NFKC", text)
+    text = text.translate(t._INVISIBLE)
+    text = t._CONTROL.sub(" ", text)
+    text = t._WORD.sub(t._fold_mixed_script, text)
+    text = re.sub(r"(?:https?://|www\.)\S+", "http", text, flags=re.IGNORECASE)
+    text = t._MENTION.sub("@user", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+", " ", text)
+    text = t._NEWLINES.sub("\n", text)
+    return text.strip()
+
+
+def test_fast_normalisation_gives_the_reference_output():
+    import random
+
+    rng = random.Random(0)
+    pieces = [" ", "  ", "\t", "\u00a0", "\u2003", "\u3000", "\n", "\r\n", "\r", " \n ", "\u200b", "\ufeff",
+              "\u00ad", "x", "Kill", "@", "@bob", "a@b", "http://A.b", "HTTPS://x.y/z", "WwW.site.com", "hTTp:/",
+              "www", "kіll", "ｋｉｌｌ", "\x00", "\x07", "é", "ſ", "\u212a", "Ω", "Привет", ".", "😀"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
+    mismatches = [t for t in texts if normalize_text(t) != _reference_normalize(t)]
+    assert mismatches == []
