@@ -5,13 +5,14 @@ against the CPU fp32 variant (which the export gate tied to PyTorch within 1e-4)
 throughput, and prints the device name with every figure.
 
     pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu[cuda,cudnn]==1.31.1'   # never both
-    harmscan export MODEL_DIR -o BUNDLE --fp16                         # a bundle with model.fp16.onnx
+    harmscan export MODEL_DIR -o BUNDLE --variants fp32 --fp16         # a bundle with model.fp16.onnx
     python benchmarks/gpu_check.py --bundle BUNDLE --json gpu.json [--torch-model MODEL_DIR]
 
 Texts: the bundle's built-in validation texts plus tweets (tweeteval_offensive test split, from the data
 directory or --texts FILE, one per line) and, for tokens/s, long texts (--long FILE, one per line; default:
 whole Wikipedia articles from wikitext2_hardneg). `--torch-model` adds the Detoxify-style PyTorch path on
-the same GPU (transformers, padded batches of 32, fp32 and fp16) for comparison.
+the same GPU (transformers, padded batches of 32 and 128, fp32 and fp16) for comparison. `--device cpu` runs
+the same steps on the CPU, to try the script where there is no GPU.
 
 Exit status 1 when CUDA is not in use or fp16 parity is past tolerance (max |Δp| 0.01, 99 % identical flags).
 """
