@@ -64,17 +64,11 @@ def load_texts(tweets_file: str | None) -> tuple[list[str], list[str]]:
 def load_long(long_file: str | None, n: int = 20) -> list[str]:
     if long_file:
         return read_lines(Path(long_file))[:n]
-    path = DATA / "wikitext2_hardneg" / "test.txt"
-    if not path.is_file():
+    if not (DATA / "wikitext2_hardneg" / "test.txt").is_file():
         return []
-    articles: list[list[str]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("= ") and line.endswith(" =") and not line.startswith("= ="):
-            articles.append([])
-        elif line and articles and not line.startswith("="):
-            articles[-1].append(line)
-    return [" ".join(a) for a in articles if len(" ".join(a).split()) > 1500][:n]
+    from throughput import wikipedia_articles  # the CPU benchmark's long texts (same folder)
+
+    return wikipedia_articles(n)
 
 
 def parity(probs: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
@@ -115,9 +109,8 @@ def model_only(clf: Any, texts: list[str], batch: int) -> dict[str, float]:
     normalized = [normalize_text(t) for t in texts]
     tokenize_s = median_seconds(lambda: clf._tokenizer.encode(normalized))  # includes building the windows
     win = clf._tokenizer.encode(normalized)
-    pad = 8 if clf.device == "cuda" else 1
     model_s = median_seconds(
-        lambda: forward_windows(win, clf._runner, batch, clf._tokenizer.pad_id, len(clf.labels), clf.max_batch_tokens, pad)
+        lambda: forward_windows(win, clf._runner, batch, clf._tokenizer.pad_id, len(clf.labels), clf.max_batch_tokens, clf.pad_multiple)
     )
     total_s = median_seconds(lambda: clf.predict_proba(texts))
     return {

@@ -85,6 +85,11 @@ def ensure_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
 
 def load_texts(n_long: int) -> tuple[list[str], list[str]]:
     tweets = (DATA / "tweeteval_offensive" / "test_text.txt").read_text(encoding="utf-8").splitlines()
+    return [t.strip() for t in tweets if t.strip()], wikipedia_articles(n_long)
+
+
+def wikipedia_articles(n: int, min_words: int = 1500) -> list[str]:
+    """The first `n` whole articles of wikitext2_hardneg's test split with more than `min_words` words."""
     articles: list[list[str]] = []
     for line in (DATA / "wikitext2_hardneg" / "test.txt").read_text(encoding="utf-8").splitlines():
         line = line.strip()
@@ -92,8 +97,7 @@ def load_texts(n_long: int) -> tuple[list[str], list[str]]:
             articles.append([])
         elif line and articles and not line.startswith("="):
             articles[-1].append(line)
-    long = [" ".join(a) for a in articles if len(" ".join(a).split()) > 1500][:n_long]
-    return [t.strip() for t in tweets if t.strip()], long
+    return [" ".join(a) for a in articles if len(" ".join(a).split()) > min_words][:n]
 
 
 # -- the paths ---------------------------------------------------------------------------------------------

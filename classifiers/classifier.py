@@ -108,6 +108,7 @@ class HarmClassifier:
         self.batch_size = int(batch_size)
         self.max_batch_tokens = max_batch_tokens
         self.providers: list[str] = list(runner.session.get_providers())
+        self.pad_multiple = GPU_PAD_MULTIPLE if self.device == "cuda" else 1
         self.calibration = bundle.calibration
         self._runner = runner
         stride = int(bundle.manifest.get("window_stride", bundle.max_length // 4))
@@ -249,7 +250,7 @@ class HarmClassifier:
             win = self._tokenizer.encode(chunk, with_spans=want_spans)
             win_logits = forward_windows(
                 win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels, self.max_batch_tokens,
-                pad_multiple=GPU_PAD_MULTIPLE if self.device == "cuda" else 1,
+                pad_multiple=self.pad_multiple,
             )
             hi, offset = lo + len(chunk), len(inf.spans)
             inf.logits[lo:hi] = np.maximum.reduceat(win_logits, win.first, axis=0)

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -379,31 +379,32 @@ def plan_steps_for_budget(
             out.append({k: v for k, v in full.items() if k in MODEL_INPUTS})
         return out
 
+    def warm_then_time(run: Callable[[dict[str, Any]], Any], probe: list[dict[str, Any]]) -> float:
+        # Each batch runs once untimed first: the first pass at a new input shape builds that shape's CPU
+        # kernels, which training pays once per length and the probe would pay on every batch. Without
+        # this and without megabatch sampling, the probe read 0.75 s per step where training ran 0.55 s
+        # (2 cores), and only 14 of 24 minutes were used.
+        for inputs in probe:
+            run(inputs)
+        started = time.perf_counter()
+        for inputs in probe:
+            run(inputs)
+        return time.perf_counter() - started
+
+    def train_pass(inputs: dict[str, Any]) -> None:  # the optimiser step is not timed
+        model(**inputs).logits.float().sum().backward()
+        model.zero_grad(set_to_none=True)
+
     model.train()
     probe = batches(train, 8, batch_size, group=50)
-    # Each batch runs once untimed first: the first pass at a new input shape builds that shape's CPU
-    # kernels, which training pays once per length and the probe would pay on every batch. Without this
-    # and without megabatch sampling, the probe read 0.75 s per step where training ran 0.55 s (2 cores),
-    # and only 14 of 24 minutes were used. The optimiser step is not timed.
-    for inputs in probe:
-        model(**inputs).logits.float().sum().backward()
-        model.zero_grad(set_to_none=True)
-    started = time.perf_counter()
-    for inputs in probe:
-        model(**inputs).logits.float().sum().backward()
-        model.zero_grad(set_to_none=True)
-    s_step = (time.perf_counter() - started) / len(probe)
+    s_step = warm_then_time(train_pass, probe) / len(probe)
     s_eval_row = 0.0
     if len(validation):
         model.eval()
         with torch.inference_mode():
             evals = batches(validation, 2, eval_batch, group=50)  # evaluation runs length-sorted too
-            for inputs in evals:
-                model(**inputs)
-            started = time.perf_counter()
-            for inputs in evals:
-                model(**inputs)
-            s_eval_row = (time.perf_counter() - started) / sum(int(b["input_ids"].shape[0]) for b in evals)
+            seconds = warm_then_time(lambda inputs: model(**inputs), evals)
+            s_eval_row = seconds / sum(int(b["input_ids"].shape[0]) for b in evals)
         model.train()
     # The final validation and test passes always run; periodic evaluations get at most 15 % of the budget
     # (fewer of them on a short budget), so a short run spends its time training, not evaluating.
