@@ -18,7 +18,7 @@ from dataclasses import dataclass
 # The normaliser's own patterns, so both sides match exactly the same characters.
 from harmscan.text import (
     _CONTROL,
-    _INVISIBLE,
+    _INVISIBLE_RE,
     _MENTION,
     _NEWLINES,
     _SPACES,
@@ -124,9 +124,6 @@ def _strip(m: MappedText) -> MappedText:
     a = len(m.text) - len(m.text.lstrip())
     b = a + len(stripped)
     return MappedText(stripped, m.starts[a:b], m.ends[a:b], m.original_length)
-
-
-_INVISIBLE_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _INVISIBLE) + "]")
 
 
 def normalize_with_offsets(text: str) -> MappedText:

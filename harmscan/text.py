@@ -33,7 +33,7 @@ _NON_LATIN_LOOKALIKE = re.compile(r"[\u0370-\u03FF\u0400-\u04FF\u0500-\u052F]")
 _WORD = re.compile(r"\w+")
 # Case-insensitive by hand: re.IGNORECASE makes this search several times slower.
 _URL = re.compile(r"(?:[hH][tT][tT][pP][sS]?://|[wW][wW][wW]\.)\S+")
-_INVISIBLE_RE = re.compile("[" + "".join(chr(c) for c in _INVISIBLE) + "]")
+_INVISIBLE_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _INVISIBLE) + "]")
 _MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Runs of two or more spaces, or any other horizontal space: a lone " " is already right and is skipped.
