@@ -154,3 +154,66 @@ def test_time_budget_fits_the_whole_schedule(tiny_dataset: Path, tiny_model_dir:
     train(tiny_dataset, tmp_path / "r", recipe=roomy, base_model=str(tiny_model_dir))
     plan = json.loads((tmp_path / "r" / TRAINING_SUMMARY).read_text())["metrics"]["schedule"]
     assert plan["fitted_to_budget"] is False and plan["steps"] == plan["wanted_steps"]
+
+
+def test_weight_average_tracks_an_exponential_average_and_swaps_back():
+    from harmscan.training.trainer import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+    model.register_parameter("frozen_extra", frozen)
+    start = model.weight.detach().clone()
+    avg = WeightAverage.for_run(model, half_life_fraction=0.5, total_steps=2)  # half-life 1 step
+    assert avg.decay == pytest.approx(0.5)
+    assert len(avg.params) == 2  # weight and bias: frozen parameters are not averaged
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    avg.update()
+    live = model.weight.detach().clone()
+    with avg.swapped():
+        # halfway between the starting weights and the live ones
+        assert torch.allclose(model.weight, start + 1.0)
+    assert torch.equal(model.weight, live)  # the live weights are back, untouched
+    with pytest.raises(Exception, match="decay"):
+        WeightAverage(model, 1.0)
+
+
+def test_averaged_frozen_embedding_run_ships_the_average(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
+    """With `ema_half_life` the saved model is the averaged one (it differs from the live weights of the last
+    step), is evaluated at the last step, and the frozen word embeddings are those of the base model."""
+    from transformers import AutoModelForSequenceClassification
+
+    from harmscan.training.trainer import TRAINING_SUMMARY, train
+
+    recipe = parse_recipe(
+        {**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "ema_half_life": 0.3, "freeze_word_embeddings": True}},
+        "tiny",
+    )
+    out = tmp_path / "avg"
+    summary = train(tiny_dataset, out, recipe=recipe, base_model=str(tiny_model_dir), max_steps=7)
+    saved = json.loads((out / TRAINING_SUMMARY).read_text())
+    assert saved["train_config"]["ema_half_life"] == 0.3 and saved["metrics"]["steps"] == 7
+    assert "validation" in summary["metrics"]
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3)
+    trained = AutoModelForSequenceClassification.from_pretrained(out)
+    emb = trained.get_input_embeddings().weight
+    assert torch.equal(emb, base.get_input_embeddings().weight)
+    # the encoder did train (the weights moved), so the comparison above is not vacuous
+    name, p = next((n, p) for n, p in trained.named_parameters() if "encoder" in n and p.dim() == 2)
+    assert not torch.equal(p, dict(base.named_parameters())[name])
+
+
+def test_same_recipe_and_seed_train_the_same_model(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
+    """A schedule that fits its budget is a fixed number of steps, so two runs of one recipe give the same
+    weights (the figures in the README are reproducible on a machine fast enough to run the whole schedule)."""
+    from safetensors.torch import load_file
+
+    from harmscan.training.trainer import train
+
+    recipe = parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "ema_half_life": 0.2}}, "tiny")
+    weights = []
+    for run in ("a", "b"):
+        train(tiny_dataset, tmp_path / run, recipe=recipe, base_model=str(tiny_model_dir), max_steps=5)
+        weights.append(load_file(str(tmp_path / run / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

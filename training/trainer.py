@@ -3,6 +3,13 @@
 Each source labels only some heads: unknown labels carry mask 0 and contribute exactly zero loss and zero
 gradient (`masked_bce_loss`). Heads are balanced with a per-head positive weight computed from the train
 split, rows carry their source's recipe weight, and training stops early on validation macro AUPRC.
+
+Two recipe knobs aim at stability off-distribution rather than in-domain fit: `freeze_word_embeddings` keeps
+the encoder's pretrained token embeddings (words the training data never shows keep their pretrained
+neighbours; fewer weights to update), and `ema_half_life` evaluates, checkpoints and ships an exponential
+moving average of the weights (`WeightAverage`), so the shipped model does not hinge on the last few hundred
+batches of a run whose length depends on the machine's speed. Both are off in the packaged recipes: two
+quickstart runs with them did not beat the default (docs/training.md).
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "max_train_minutes": None,
     "seed": 13,
     "threads": None,
+    "freeze_word_embeddings": False,
+    # Half-life of the weight average, as a fraction of the run's steps (e.g. 0.08); None = no averaging.
+    "ema_half_life": None,
 }
 
 
@@ -137,6 +148,52 @@ class _Collator:
         return dict(batch)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's trainable weights, updated after every optimiser step.
+
+    `swapped()` puts the averaged weights in the model for the length of a `with` block (evaluation,
+    checkpointing) and restores the live ones after, so the optimiser never sees the average.
+    """
+
+    def __init__(self, model: Any, decay: float):
+        import torch
+
+        if not 0.0 < decay < 1.0:
+            raise DataError(f"weight-average decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            self.shadow = [p.detach().clone() for p in self.params]
+        self.updates = 0
+
+    @classmethod
+    def for_run(cls, model: Any, half_life_fraction: float, total_steps: int) -> WeightAverage:
+        half_life = max(1.0, float(half_life_fraction) * total_steps)
+        return cls(model, 0.5 ** (1.0 / half_life))
+
+    def update(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - self.decay)
+        self.updates += 1
+
+    @contextmanager
+    def swapped(self) -> Iterator[None]:
+        import torch
+
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            for p, s in zip(self.params, self.shadow, strict=True):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.params, live, strict=True):
+                    p.copy_(v)
+
+
 def _make_trainer_class() -> type:
     transformers = require("transformers", "train")
 
@@ -145,6 +202,21 @@ def _make_trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self.pos_weight = pos_weight
             self.label_smoothing = label_smoothing
+            self.weight_average: WeightAverage | None = None
+
+        # With a weight average, every validation pass and every checkpoint (so early stopping and the
+        # best-model reload at the end) sees the averaged weights; training steps see the live ones.
+        def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+            if self.weight_average is None:
+                return super().evaluate(*args, **kwargs)
+            with self.weight_average.swapped():
+                return super().evaluate(*args, **kwargs)
+
+        def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+            if self.weight_average is None:
+                return super()._save_checkpoint(*args, **kwargs)
+            with self.weight_average.swapped():
+                return super()._save_checkpoint(*args, **kwargs)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
             labels = inputs.pop("labels")
@@ -156,6 +228,23 @@ def _make_trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
     return MaskedTrainer
+
+
+class _AverageWeights:
+    def __new__(cls, average: WeightAverage) -> Any:
+        transformers = require("transformers", "train")
+
+        class AverageWeights(transformers.TrainerCallback):  # type: ignore[misc, name-defined]
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+                average.update()
+                if state.max_steps and state.global_step >= state.max_steps and args.eval_strategy != "no":
+                    # The run's last (most averaged) weights are always a candidate for the best model,
+                    # not only those at the last periodic evaluation.
+                    control.should_evaluate = True
+                    control.should_save = True
+                return control
+
+        return AverageWeights()
 
 
 class _TimeBudget:
@@ -215,6 +304,9 @@ def train(
         label2id={h: i for i, h in enumerate(heads)},
         ignore_mismatched_sizes=True,
     )
+    if cfg["freeze_word_embeddings"]:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        log.info("word embeddings frozen (train.freeze_word_embeddings)")
     max_length = int(recipe.max_length)
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
@@ -309,9 +401,16 @@ def train(
         pos_weight=torch.tensor(pos_weight),
         label_smoothing=float(cfg["label_smoothing"]),
     )
+    if cfg.get("ema_half_life"):
+        trainer.weight_average = WeightAverage.for_run(trainer.model, float(cfg["ema_half_life"]), total_steps)
+        trainer.add_callback(_AverageWeights(trainer.weight_average))
+        log.info("weight average: half-life %.0f steps", float(cfg["ema_half_life"]) * total_steps)
     started = time.time()
     result = trainer.train()
     train_seconds = time.time() - started
+    # From here the model holds the weights that ship (the best checkpoint, which under a weight average is
+    # an averaged one): evaluate and save those, not the average swapped in again.
+    trainer.weight_average = None
 
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss), "train_seconds": round(train_seconds, 1)}
     metrics["steps"] = int(trainer.state.global_step)
@@ -398,6 +497,10 @@ def plan_steps_for_budget(
     model.train()
     probe = batches(train, 8, batch_size, group=50)
     s_step = warm_then_time(train_pass, probe) / len(probe)
+    if cfg.get("ema_half_life"):  # the weight average's update after each step
+        average = WeightAverage(model, 0.5)
+        s_step += warm_then_time(lambda _: average.update(), [{}] * 5) / 5
+        del average
     s_eval_row = 0.0
     if len(validation):
         model.eval()
