@@ -179,8 +179,8 @@ def test_weight_average_tracks_an_exponential_average_and_swaps_back():
 
 
 def test_averaged_frozen_embedding_run_ships_the_average(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
-    """With `ema_half_life` the saved model is the averaged one (it differs from the live weights of the last
-    step), is evaluated at the last step, and the frozen word embeddings are those of the base model."""
+    """A run with `ema_half_life` and `freeze_word_embeddings` trains, evaluates and saves, and the frozen word
+    embeddings are exactly those of the base model while the encoder's weights moved."""
     from transformers import AutoModelForSequenceClassification
 
     from harmscan.training.trainer import TRAINING_SUMMARY, train

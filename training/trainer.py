@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,6 @@ class WeightAverage:
         self.params = [p for p in model.parameters() if p.requires_grad]
         with torch.no_grad():
             self.shadow = [p.detach().clone() for p in self.params]
-        self.updates = 0
 
     @classmethod
     def for_run(cls, model: Any, half_life_fraction: float, total_steps: int) -> WeightAverage:
@@ -176,7 +175,6 @@ class WeightAverage:
 
         with torch.no_grad():
             torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - self.decay)
-        self.updates += 1
 
     @contextmanager
     def swapped(self) -> Iterator[None]:
@@ -206,16 +204,15 @@ def _make_trainer_class() -> type:
 
         # With a weight average, every validation pass and every checkpoint (so early stopping and the
         # best-model reload at the end) sees the averaged weights; training steps see the live ones.
+        def _averaged(self) -> AbstractContextManager[None]:
+            return self.weight_average.swapped() if self.weight_average is not None else nullcontext()
+
         def evaluate(self, *args: Any, **kwargs: Any) -> Any:
-            if self.weight_average is None:
-                return super().evaluate(*args, **kwargs)
-            with self.weight_average.swapped():
+            with self._averaged():
                 return super().evaluate(*args, **kwargs)
 
         def _save_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-            if self.weight_average is None:
-                return super()._save_checkpoint(*args, **kwargs)
-            with self.weight_average.swapped():
+            with self._averaged():
                 return super()._save_checkpoint(*args, **kwargs)
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
