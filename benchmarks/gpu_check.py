@@ -138,10 +138,12 @@ def torch_path(model_dir: str, tweets: list[str], device: str, batch: int = 32) 
     """The Detoxify-style path on the GPU: transformers + PyTorch, each batch tokenised with padding to its
     longest text, one forward pass per batch; fp32 and fp16."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from harmscan.training.modeling import load_classifier
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+    model = load_classifier(model_dir).to(device)
     out: dict[str, Any] = {"torch": torch.__version__}
     for dtype in ("fp32", "fp16") if device == "cuda" else ("fp32",):
         model = model.float() if dtype == "fp32" else model.half()

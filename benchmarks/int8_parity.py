@@ -44,17 +44,17 @@ def main() -> None:
     import torch
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForSequenceClassification
 
     from harmscan.classifiers import export as ex
     from harmscan.classifiers.calibration import sigmoid
     from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
     from harmscan.classifiers.runtime import Runner, create_session
     from harmscan.text import normalize_text
+    from harmscan.training.modeling import load_classifier
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="harmscan-int8-parity-"))
-    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()
+    model = load_classifier(args.model_dir)
     info, _, _ = ex.read_training_info(args.model_dir)
     max_length = int(info.get("max_length") or ex.DEFAULT_MAX_LENGTH)
     texts, source = ex.validation_texts(args.model_dir, info, None)

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
     import torch
     import torch.nn.functional as F
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from harmscan.training.modeling import load_classifier
 
     torch.set_num_threads(args.threads)
     info = json.loads((args.model_dir / "harmscan_training.json").read_text())
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return w + (torch.round(w / scale).clamp(-127, 127) * scale - w).detach()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()
-    student = AutoModelForSequenceClassification.from_pretrained(args.model_dir)
+    teacher = load_classifier(args.model_dir)
+    student = load_classifier(args.model_dir)
     for name, module in student.named_modules():
         if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
             def forward(x: Any, m: Any = module) -> Any:

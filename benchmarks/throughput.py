@@ -106,8 +106,10 @@ def detoxify_style(model_dir: Path, threads: int) -> Callable[[list[str]], np.nd
     import transformers
 
     torch.set_num_threads(threads)
+    from harmscan.training.modeling import load_classifier
+
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = load_classifier(model_dir)
 
     def run(texts: list[str]) -> np.ndarray:
         out = []
@@ -152,11 +154,10 @@ def export_raw_onnx(model_dir: Path, work: Path) -> Path:
     """A plain optimum export (no harmscan graph fusion), as LLM Guard's ONNX models are."""
     raw = work / f"raw_{model_dir.name}" / "model.onnx"
     if not raw.is_file():
-        import transformers
-        from optimum.exporters.onnx.convert import onnx_export_from_model
+        from harmscan.classifiers.export import _export_onnx
+        from harmscan.training.modeling import load_classifier
 
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-        onnx_export_from_model(model, raw.parent, task="text-classification", do_validation=False)
+        _export_onnx(load_classifier(model_dir), raw.parent)
     return raw
 
 
@@ -261,8 +262,9 @@ def cold_start(bundle: Path, model_dir: Path, threads: int, runs: int) -> dict[s
     entry = [harmscan] if harmscan and _cli_works(harmscan) else [sys.executable, "-c", CLI_SNIPPET]
     torch_code = (
         "import sys, torch, transformers; torch.set_num_threads(int(sys.argv[2]));"
+        "from harmscan.training.modeling import load_classifier;"
         "t = transformers.AutoTokenizer.from_pretrained(sys.argv[1]);"
-        "m = transformers.AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval();"
+        "m = load_classifier(sys.argv[1]);"
         "print(torch.sigmoid(m(**t(['you are a wonderful person'], return_tensors='pt')).logits).tolist())"
     )
     commands = {

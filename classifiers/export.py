@@ -40,6 +40,7 @@ from harmscan.classifiers.validation_texts import builtin_validation_texts
 from harmscan.errors import BundleError, InputError, require
 from harmscan.labels import Taxonomy
 from harmscan.text import normalize_text
+from harmscan.training.modeling import POOLING_KEY, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ def _load_torch_model(model_dir: Path, staging: Path) -> tuple[Any, Path]:
     """The PyTorch model (the parity reference) and the bundle's tokenizer.json, written into staging."""
     require("torch", "train")
     transformers = require("transformers", "train")
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = load_classifier(model_dir)
     tokenizer_file = staging / "tokenizer.json"
     fast = transformers.AutoTokenizer.from_pretrained(model_dir, use_fast=True)
     if not getattr(fast, "is_fast", False):
@@ -286,7 +287,19 @@ def _export_onnx(model: Any, out: Path) -> Path:
         # The trace turns transformers' mask arithmetic into constants and says so for every export; the
         # parity gate, not this warning, is what tells whether the graph is right.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        exporters.onnx_export_from_model(model, out, task="text-classification", do_validation=False)
+        if getattr(model.config, POOLING_KEY, "cls") == "mean":
+            # optimum's exporter for the encoder's model_type (its inputs, dynamic axes, opset), given the
+            # model directly: onnx_export_from_model only takes classes defined inside transformers.
+            tasks = require("optimum.exporters.tasks", "train")
+            onnx_config = tasks.TasksManager.get_exporter_config_constructor(
+                exporter="onnx", model_type=model.config.model_type, task="text-classification",
+                library_name="transformers",
+            )(model.config)
+            out.mkdir(parents=True, exist_ok=True)
+            model.config.save_pretrained(out)
+            exporters.export(model, onnx_config, out / "model.onnx", opset=onnx_config.DEFAULT_ONNX_OPSET)
+        else:
+            exporters.onnx_export_from_model(model, out, task="text-classification", do_validation=False)
     path = out / "model.onnx"
     if not path.is_file():
         raise BundleError(f"optimum produced no model.onnx in {out}")

@@ -148,7 +148,7 @@ def test_time_budget_fits_the_whole_schedule(tiny_dataset: Path, tiny_model_dir:
     assert plan["fitted_to_budget"] is True
     assert 1 <= plan["steps"] < plan["wanted_steps"]
     assert saved["metrics"]["steps"] <= plan["steps"]
-    assert plan["seconds_per_step"] > 0
+    assert plan["seconds_per_step"] > plan["seconds_per_optimiser_step"] > 0
 
     roomy = parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "max_train_minutes": 30}}, "tiny")
     train(tiny_dataset, tmp_path / "r", recipe=roomy, base_model=str(tiny_model_dir))
@@ -217,3 +217,61 @@ def test_same_recipe_and_seed_train_the_same_model(tiny_dataset: Path, tiny_mode
         weights.append(load_file(str(tmp_path / run / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_mean_pooled_run_reloads_exports_and_scores_like_torch(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
+    """`train.pooling: mean` trains a linear head on the mask-weighted mean of the token states. The folder
+    reloads as that model with its trained head (not a CLS head with random weights), a text scores the same
+    alone or padded beside a longer one, and the ONNX bundle passes the parity gate and scores like PyTorch."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from harmscan.classifiers.classifier import HarmClassifier
+    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.modeling import load_classifier, pooling_of
+    from harmscan.training.trainer import TRAINING_SUMMARY, train
+
+    recipe = parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "pooling": "mean"}}, "tiny")
+    out = tmp_path / "mean"
+    train(tiny_dataset, out, recipe=recipe, base_model=str(tiny_model_dir), max_steps=6)
+    assert json.loads((out / TRAINING_SUMMARY).read_text())["train_config"]["pooling"] == "mean"
+    assert pooling_of(out) == "mean" and pooling_of(tiny_model_dir) == "cls"
+    model = load_classifier(out)
+    saved = load_file(str(out / "model.safetensors"))
+    assert torch.equal(model.classifier.weight, saved["classifier.weight"])
+    assert not any("pooler" in k for k in saved)  # mean pooling ships no unused pooler
+
+    tok = AutoTokenizer.from_pretrained(out)
+    texts = ["how do I pick a lock", "have a nice day, and a long one, with many more words than the first text"]
+    with torch.no_grad():
+        batch = model(**tok(texts, return_tensors="pt", padding=True)).logits
+        alone = model(**tok(texts[:1], return_tensors="pt")).logits
+    assert torch.allclose(batch[0], alone[0], atol=1e-5)  # padding never leaks into the mean
+
+    bundle = tmp_path / "bundle"
+    export_bundle(out, bundle, progress=False)
+    manifest = json.loads((bundle / "harmscan.json").read_text())
+    assert manifest["variants"]["fp32"]["parity"]["passed"]
+    clf = HarmClassifier.load(bundle, variant="fp32")
+    assert np.allclose(clf.predict_proba(texts), torch.sigmoid(batch).numpy(), atol=1e-4)
+
+
+def test_recipe_refuses_an_unknown_pooling():
+    from harmscan.errors import DataError
+
+    with pytest.raises(DataError, match="train.pooling must be one of cls, mean"):
+        parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "pooling": "max"}}, "tiny")
+
+
+def test_a_schedule_whose_estimate_fits_the_budget_runs_whole():
+    """A recipe sized to fit its budget keeps its fixed step count (and so its weights) when the probe reads
+    a few percent slower on a busy machine; one that does not fit fills 92 % of the budget."""
+    from harmscan.training.trainer import fit_steps
+
+    # 2,342 steps at 0.61 s + 8 validation passes of 5.8 s = 1,475 s: inside a 1,590 s budget, though
+    # beyond 92 % of it
+    assert fit_steps(2342, 0.61, 5.8, 6, 1590.0) == (2342, 6)
+    steps, evaluations = fit_steps(2342, 0.70, 5.8, 6, 1590.0)  # 1,686 s: shortened
+    assert evaluations == 6 and steps == int((0.92 * 1590.0 - 8 * 5.8) / 0.70) < 2342
+    # a short budget gets fewer periodic evaluations (at most 15 % of it) before fewer steps
+    assert fit_steps(1000, 0.5, 30.0, 6, 400.0)[1] == 2

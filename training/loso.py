@@ -21,6 +21,7 @@ import numpy as np
 from harmscan.errors import DataError, require
 from harmscan.labels import load_taxonomy
 from harmscan.text import normalize_text
+from harmscan.training.modeling import load_classifier
 from harmscan.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _score_texts(model_dir: Path, texts: Sequence[str], max_length: int, batch_s
     torch = require("torch", "train")
     transformers = require("transformers", "train")
     tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model = load_classifier(model_dir)
     order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from harmscan.errors import DataError
+from harmscan.training.modeling import POOLINGS
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
             raise DataError(f"recipe {origin}: weight of {name!r} must be > 0 (remove the source instead)")
         cap = opts.get("cap")
         specs.append(SourceSpec(str(name), weight, int(cap) if cap else None, tuple(opts.get("drop_heads", ()))))
+    train = dict(data.get("train") or {})
+    if "pooling" in train and train["pooling"] not in POOLINGS:
+        raise DataError(f"recipe {origin}: train.pooling must be one of {', '.join(POOLINGS)}, not {train['pooling']!r}")
     return Recipe(
         name=str(data.get("name") or Path(origin).stem),
         description=str(data.get("description", "")).strip(),
@@ -119,7 +123,7 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
         sources=tuple(specs),
         split=dict(data.get("split") or {}),
         augment=dict(data.get("augment") or {}),
-        train=dict(data.get("train") or {}),
+        train=train,
         base_model=data.get("base_model"),
         max_length=int(data.get("max_length", 128)),
         path=origin,
