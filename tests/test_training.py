@@ -204,8 +204,8 @@ def test_averaged_frozen_embedding_run_ships_the_average(tiny_dataset: Path, tin
 
 
 def test_same_recipe_and_seed_train_the_same_model(tiny_dataset: Path, tiny_model_dir: Path, tmp_path: Path):
-    """A schedule that fits its budget is a fixed number of steps, so two runs of one recipe give the same
-    weights (the figures in the README are reproducible on a machine fast enough to run the whole schedule)."""
+    """A schedule that fits its budget is a fixed number of steps, and on one thread two runs of one recipe
+    train the same weights. (At full scale on 2 threads they drift in the last digits: docs/training.md.)"""
     from safetensors.torch import load_file
 
     from harmscan.training.trainer import train
