@@ -493,8 +493,8 @@ def plan_steps_for_budget(
     probe = batches(train, 8, batch_size, group=50)
     s_step = warm_then_time(train_pass, probe) / len(probe)
     # The optimiser step (gradient clipping + AdamW), timed on copies of the trainable weights so the
-    # model is not touched. Left out, the plan ran 5-25 % more steps than the budget held (measured over
-    # seven 2-core quickstart runs) and the wall clock cut the schedule before its learning rate reached 0.
+    # model is not touched. Left out, the real step took 4-25 % longer than the plan's (four 2-core
+    # quickstart runs) and the wall clock cut three of seven schedules before their learning rate reached 0.
     s_optimiser = _optimiser_step_seconds(model, float(cfg["weight_decay"]), warm_then_time)
     s_step += s_optimiser
     if cfg.get("ema_half_life"):  # the weight average's update after each step
