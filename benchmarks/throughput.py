@@ -105,9 +105,9 @@ def detoxify_style(model_dir: Path, threads: int) -> Callable[[list[str]], np.nd
     import torch
     import transformers
 
-    torch.set_num_threads(threads)
     from harmscan.training.modeling import load_classifier
 
+    torch.set_num_threads(threads)
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
     model = load_classifier(model_dir)
 

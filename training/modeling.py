@@ -17,28 +17,32 @@ time; the ONNX bundle carries the pooling in its graph.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harmscan.errors import InputError, require
+from harmscan.errors import DataError, require
 
 POOLINGS = ("cls", "mean")
 POOLING_KEY = "harmscan_pooling"
 
 
-def check_pooling(pooling: str) -> str:
+def check_pooling(pooling: Any, where: str = "") -> str:
+    """`pooling` if it is one of POOLINGS; else a DataError naming `where` (e.g. the recipe)."""
     if pooling not in POOLINGS:
-        raise InputError(f"train.pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    return pooling
+        raise DataError(f"{where}train.pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    return str(pooling)
 
 
+def _pooling(config: Any) -> str:
+    return check_pooling(str(getattr(config, POOLING_KEY, "cls")))
+
+
+@functools.cache
 def _mean_pooling_class() -> Any:
     """Built on first use, so importing this module needs neither torch nor transformers."""
-    global _MEAN_POOLING_CLASS
-    if _MEAN_POOLING_CLASS is not None:
-        return _MEAN_POOLING_CLASS
     torch = require("torch", "train")
     transformers = require("transformers", "train")
     from transformers.modeling_outputs import SequenceClassifierOutput
@@ -47,11 +51,11 @@ def _mean_pooling_class() -> Any:
         """encoder -> mask-weighted mean of the last hidden states -> dropout -> linear (one logit per head)."""
 
         base_model_prefix = "encoder"
-        main_input_name = "input_ids"
 
-        def __init__(self, config: Any) -> None:
+        def __init__(self, config: Any, encoder: Any = None) -> None:
+            """`encoder`: a pretrained one (`build_classifier`); None builds one from `config` to load into."""
             super().__init__(config)
-            self.encoder = transformers.AutoModel.from_config(config)
+            self.encoder = encoder if encoder is not None else transformers.AutoModel.from_config(config)
             if getattr(self.encoder, "pooler", None) is not None:
                 self.encoder.pooler = None  # unused by mean pooling; keeps its weights out of the folder
             params = inspect.signature(self.encoder.forward).parameters
@@ -84,11 +88,7 @@ def _mean_pooling_class() -> Any:
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 
-    _MEAN_POOLING_CLASS = MeanPoolingClassifier
     return MeanPoolingClassifier
-
-
-_MEAN_POOLING_CLASS: Any = None
 
 
 def build_classifier(base: str, heads: Sequence[str], pooling: str = "cls") -> Any:
@@ -106,26 +106,22 @@ def build_classifier(base: str, heads: Sequence[str], pooling: str = "cls") -> A
         )
     config = transformers.AutoConfig.from_pretrained(base, **label_args)
     setattr(config, POOLING_KEY, "mean")
-    model = _mean_pooling_class()(config)
-    # The encoder's own loader knows the checkpoint's key prefixes (bare, "bert.", ...).
-    encoder = transformers.AutoModel.from_pretrained(base, config=config)
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None
-    model.encoder = encoder
-    return model
+    # The encoder's own loader knows the checkpoint's key prefixes (bare, "bert.", ...). Eager attention is
+    # what a reloaded MeanPoolingClassifier gets (it declares no SDPA support), so training, reload and
+    # export compute the same thing.
+    encoder = transformers.AutoModel.from_pretrained(base, config=config, attn_implementation="eager")
+    return _mean_pooling_class()(config, encoder=encoder)
 
 
 def pooling_of(model_dir: str | Path) -> str:
     transformers = require("transformers", "train")
-    config = transformers.AutoConfig.from_pretrained(str(model_dir))
-    return str(getattr(config, POOLING_KEY, "cls"))
+    return _pooling(transformers.AutoConfig.from_pretrained(str(model_dir)))
 
 
 def load_classifier(model_dir: str | Path) -> Any:
     """A trained model folder, with the pooling it was trained with, in eval mode."""
     transformers = require("transformers", "train")
     config = transformers.AutoConfig.from_pretrained(str(model_dir))
-    pooling = str(getattr(config, POOLING_KEY, "cls"))
-    if check_pooling(pooling) == "cls":
+    if _pooling(config) == "cls":
         return transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
     return _mean_pooling_class().from_pretrained(str(model_dir), config=config).eval()

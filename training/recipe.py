@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from harmscan.errors import DataError
-from harmscan.training.modeling import POOLINGS
+from harmscan.training.modeling import check_pooling
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,8 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
         cap = opts.get("cap")
         specs.append(SourceSpec(str(name), weight, int(cap) if cap else None, tuple(opts.get("drop_heads", ()))))
     train = dict(data.get("train") or {})
-    if "pooling" in train and train["pooling"] not in POOLINGS:
-        raise DataError(f"recipe {origin}: train.pooling must be one of {', '.join(POOLINGS)}, not {train['pooling']!r}")
+    if "pooling" in train:
+        check_pooling(train["pooling"], f"recipe {origin}: ")
     return Recipe(
         name=str(data.get("name") or Path(origin).stem),
         description=str(data.get("description", "")).strip(),

@@ -28,7 +28,7 @@ import numpy as np
 
 from harmscan.errors import DataError, require
 from harmscan.labels import Taxonomy
-from harmscan.training.modeling import build_classifier, check_pooling
+from harmscan.training.modeling import build_classifier
 from harmscan.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def train(
     log.info("base model: %s", base)
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
-    model = build_classifier(base, heads, check_pooling(str(cfg["pooling"])))
+    model = build_classifier(base, heads, str(cfg["pooling"]))
     log.info("pooling: %s", cfg["pooling"])
     if cfg["freeze_word_embeddings"]:
         model.get_input_embeddings().weight.requires_grad_(False)
