@@ -186,7 +186,9 @@ def obfuscate(text: str, method: str, seed: int = 0, words: Sequence[str] | None
         raise InputError(f"unknown obfuscation {method!r}; choose one of {', '.join(METHODS)}") from None
     targets = [w for w in (words if words is not None else target_words(text)) if w.strip()]
     rng = _rng(method, text, seed)
-    for word in sorted(set(targets), key=len, reverse=True):
+    # Longest first (so 'killing' is rewritten before 'kill'), ties in text order: iterating a set would
+    # follow PYTHONHASHSEED, and the shared rng would then give each process different rewrites.
+    for word in sorted(dict.fromkeys(targets), key=len, reverse=True):
         pattern = re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
         text = pattern.sub(lambda m: transform(m.group(0), rng), text)
     return text

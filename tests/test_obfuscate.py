@@ -161,3 +161,41 @@ def test_augment_rejects_bad_arguments() -> None:
         augment_obfuscations(_examples(), rate=1.5)
     with pytest.raises(InputError, match="unknown obfuscation methods"):
         augment_obfuscations(_examples(), methods=("leet", "pig_latin"))
+
+
+_SAME_IN_EVERY_PROCESS = """
+import json, sys
+from harmscan.eval.obfuscate import METHODS, obfuscate
+texts = json.loads(sys.argv[1])
+print(json.dumps([[obfuscate(t, m, seed) for m in METHODS for seed in (0, 13)] for t in texts]))
+"""
+
+
+def test_same_rewrites_in_every_process_whatever_the_hash_seed() -> None:
+    # Texts whose two target words have the same length ("Trafficking" and "trafficking", "shoot" and
+    # "stabs"): the order they were rewritten in once followed PYTHONHASHSEED, so two `harmscan data build`
+    # runs of one recipe gave different train splits (29 of 46,818 rows) and different models.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    texts = [
+        "Trafficking pays. I know trafficking, and I kill, I stab.",
+        "Kill them. kill them all.",
+        "I will shoot you and the stabs will follow",
+        "Murder is easy, MURDER is fun",
+        "burn it and rape them, kill and stab",
+        "Bomb the place. bomb the town.",
+        "Steal the car, steal the cash",
+        "Shoot the idiots, shoot the morons",
+    ]
+    outputs = set()
+    for hash_seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        run = subprocess.run(
+            [sys.executable, "-c", _SAME_IN_EVERY_PROCESS, json.dumps(texts)],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
+        )
+        outputs.add(run.stdout)
+    assert len(outputs) == 1

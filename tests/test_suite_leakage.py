@@ -1,29 +1,17 @@
 """Done-when of issue 7: no test-template case of the behavioural suite appears in the training data.
 
-Builds the `default` recipe's dataset from the real sources (about 25 s on 2 cores) exactly as
-`harmscan data build` does, then looks for every test-split suite case (and the plain form of every
-obfuscated one) among the train and validation texts, by `harmscan.text.dedup_key`: case, spacing and
+Uses the `default` recipe's dataset, built from the real sources once per session exactly as `harmscan data
+build` does (conftest `default_dataset`), then looks for every test-split suite case (and the plain form of
+every obfuscated one) among the train and validation texts, by `harmscan.text.dedup_key`: case, spacing and
 punctuation do not hide a copy. Skipped when ../shared/data is absent.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from harmscan.eval.suite import held_out_keys, leaked_cases
 from harmscan.text import dedup_key
-
-
-@pytest.fixture(scope="module")
-def default_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    datasets = pytest.importorskip("datasets")
-    from harmscan.training.dataset import build_dataset
-    from harmscan.training.recipe import load_recipe
-
-    out = build_dataset(load_recipe("default"), data_dir, tmp_path_factory.mktemp("default_dataset"))
-    return datasets.load_from_disk(str(out))
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
