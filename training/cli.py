@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_data_dir(p)
     p.add_argument("--sources", help="comma-separated sources to hold out (default: four large ones)")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per run (default: 5)")
+    p.add_argument("--steps", type=int,
+                   help="a fixed number of optimiser steps per run instead of --minutes (reproducible on one machine)")
+    p.add_argument("--control", action="store_true",
+                   help="also train the whole recipe on the same budget: held-out vs kept-in on the same test rows")
     p.add_argument("--model", type=Path, help="the full recipe's model, for the in-domain column")
     p.add_argument("--dataset", type=Path, help="the full recipe's dataset, for the in-domain column")
     p.add_argument("-o", "--output", type=Path, default=Path("artifacts/loso.json"), help="JSON results")
@@ -110,7 +114,7 @@ def _loso(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else DEFAULT_HELD_OUT
     results = leave_one_source_out(
         load_recipe(args.recipe), resolve_data_dir(args.data_dir), sources, minutes=args.minutes,
-        in_domain_model=args.model, in_domain_dataset=args.dataset,
+        steps=args.steps, control=args.control, in_domain_model=args.model, in_domain_dataset=args.dataset,
     )
     save_loso(results, args.output)
     print(format_loso(results, load_taxonomy().names))

@@ -70,12 +70,20 @@ def leave_one_source_out(
     sources: Sequence[str] = DEFAULT_HELD_OUT,
     *,
     minutes: float = 5.0,
+    steps: int | None = None,
+    control: bool = False,
     limit: int = 5000,
     in_domain_model: Path | None = None,
     in_domain_dataset: Path | None = None,
     work_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train the recipe without each source (a fixed time budget each) and score the held-out source."""
+    """Train the recipe without each source (the same budget each) and score the held-out source.
+
+    The budget is `steps` optimiser steps when given (the same model on every run of one machine), else
+    `minutes` of training (the step count then follows the machine's speed). `control` also trains the
+    whole recipe on the same budget, and scores it and each held-out model on that source's rows of the
+    recipe's test split: the same rows and steps, with and without the source, a controlled comparison.
+    """
     from harmscan.training.dataset import build_dataset, load_built
     from harmscan.training.trainer import masked_metrics, train
 
@@ -84,22 +92,50 @@ def leave_one_source_out(
     unknown = [s for s in sources if s not in names]
     if unknown:
         raise DataError(f"LOSO sources {unknown} are not in recipe {recipe.name} ({', '.join(names)})")
-    results: dict[str, Any] = {"recipe": recipe.name, "minutes_per_run": minutes, "sources": {}}
+    if steps is not None and steps < 1:
+        raise DataError(f"LOSO --steps must be at least 1, got {steps}")
+    # A step budget runs whole (no wall-clock stop), so the result does not depend on the machine's load.
+    budget: dict[str, Any] = {"max_train_minutes": None} if steps else {"max_train_minutes": minutes}
+    results: dict[str, Any] = {
+        "recipe": recipe.name, "minutes_per_run": None if steps else minutes, "steps_per_run": steps,
+        "sources": {},
+    }
     work = Path(work_dir or tempfile.mkdtemp(prefix="harmscan-loso-"))
+
+    def run(sub: Recipe, tag: str) -> tuple[Path, Path]:
+        ds = build_dataset(sub, data_dir, work / f"data-{tag}")
+        model = work / f"model-{tag}"
+        summary = train(ds, model, recipe=sub, max_steps=steps)
+        results.setdefault("steps", {})[tag] = summary.get("metrics", {}).get("steps")
+        return ds, model
+
+    control_model, control_test = None, None
+    if control:
+        log.info("LOSO: training %s with every source (the control, same budget)", recipe.name)
+        ds, control_model = run(replace(recipe, name=f"{recipe.name}-control", train={**recipe.train, **budget}),
+                                "control")
+        control_test = load_built(ds)[0]["test"]
     for source in sources:
         log.info("LOSO: training %s without %s", recipe.name, source)
         sub = replace(
             recipe,
             name=f"{recipe.name}-without-{source}",
             sources=tuple(s for s in recipe.sources if s.name != source),
-            train={**recipe.train, "max_train_minutes": minutes},
+            train={**recipe.train, **budget},
         )
-        ds = build_dataset(sub, data_dir, work / f"data-{source}")
-        model = work / f"model-{source}"
-        train(ds, model, recipe=sub)
+        _, model = run(sub, source)
         texts, labels, mask = held_out_rows(source, data_dir, heads, limit)
         logits = _score_texts(model, texts, recipe.max_length)
         entry: dict[str, Any] = {"rows": len(texts), "held_out": masked_metrics(logits, labels, mask, heads)}
+        if control_model is not None and control_test is not None:
+            rows = control_test.filter(lambda r, s=source: r["source"] == s)
+            if len(rows):
+                y, m = np.asarray(rows["labels"]), np.asarray(rows["label_mask"])
+                entry["test_rows"] = len(rows)
+                entry["test_without"] = masked_metrics(_score_texts(model, rows["text"], recipe.max_length), y, m, heads)
+                entry["test_with"] = masked_metrics(
+                    _score_texts(control_model, rows["text"], recipe.max_length), y, m, heads
+                )
         if in_domain_model and in_domain_dataset:
             dd, _ = load_built(in_domain_dataset)
             test = dd["test"].filter(lambda r, s=source: r["source"] == s)
@@ -113,21 +149,34 @@ def leave_one_source_out(
 
 
 def format_loso(results: dict[str, Any], heads: Sequence[str]) -> str:
+    budget = (f"{results['steps_per_run']} optimiser steps" if results.get("steps_per_run")
+              else f"{results['minutes_per_run']} min of training")
     lines = [
-        f"Leave-one-source-out, recipe `{results['recipe']}`, {results['minutes_per_run']} min of training per run.",
+        f"Leave-one-source-out, recipe `{results['recipe']}`, {budget} per run.",
         "",
-        "| held-out source | rows | head | AUPRC held out | AUPRC in-domain test | ROC-AUC held out |",
-        "|---|---|---|---|---|---|",
+        "| held-out source | head | rows (positives) | AUPRC held out | ROC-AUC held out | test rows (positives) "
+        "| test AUPRC, trained without | test AUPRC, trained with (same budget) | test AUPRC, full model |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|",
     ]
+
+    def cell(entry: dict[str, Any], key: str, h: str) -> str:
+        value = entry.get(key, {}).get(f"auprc_{h}")
+        return "" if value is None else f"{value:.3f}"
+
     for source, entry in results["sources"].items():
+        ho = entry["held_out"]
         for h in heads:
-            ho = entry["held_out"]
             if f"auprc_{h}" not in ho:
                 continue
-            ind = entry.get("in_domain_test", {}).get(f"auprc_{h}")
+            pos = ho.get(f"positives_{h}")
+            test: dict[str, Any] = next(
+                (entry[k] for k in ("test_with", "in_domain_test") if f"positives_{h}" in entry.get(k, {})), {}
+            )
+            test_rows = f"{int(test[f'positives_{h}'])}" if test else ""
             lines.append(
-                f"| {source} | {entry['rows']} | {h} | {ho[f'auprc_{h}']:.3f} | "
-                f"{'' if ind is None else f'{ind:.3f}'} | {ho[f'roc_auc_{h}']:.3f} |"
+                f"| {source} | {h} | {entry['rows']}{'' if pos is None else f' ({int(pos)})'} | {ho[f'auprc_{h}']:.3f} | "
+                f"{ho[f'roc_auc_{h}']:.3f} | {entry.get('test_rows', '')}{f' ({test_rows})' if test_rows else ''} | "
+                f"{cell(entry, 'test_without', h)} | {cell(entry, 'test_with', h)} | {cell(entry, 'in_domain_test', h)} |"
             )
     return "\n".join(lines)
 
