@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -175,11 +179,6 @@ def test_same_rewrites_in_every_process_whatever_the_hash_seed() -> None:
     # Texts whose two target words have the same length ("Trafficking" and "trafficking", "shoot" and
     # "stabs"): the order they were rewritten in once followed PYTHONHASHSEED, so two `harmscan data build`
     # runs of one recipe gave different train splits (29 of 46,818 rows) and different models.
-    import json
-    import os
-    import subprocess
-    import sys
-
     texts = [
         "Trafficking pays. I know trafficking, and I kill, I stab.",
         "Kill them. kill them all.",

@@ -98,7 +98,7 @@ def leave_one_source_out(
     budget: dict[str, Any] = {"max_train_minutes": None} if steps else {"max_train_minutes": minutes}
     results: dict[str, Any] = {
         "recipe": recipe.name, "minutes_per_run": None if steps else minutes, "steps_per_run": steps,
-        "sources": {},
+        "steps": {}, "sources": {},
     }
     work = Path(work_dir or tempfile.mkdtemp(prefix="harmscan-loso-"))
 
@@ -106,8 +106,12 @@ def leave_one_source_out(
         ds = build_dataset(sub, data_dir, work / f"data-{tag}")
         model = work / f"model-{tag}"
         summary = train(ds, model, recipe=sub, max_steps=steps)
-        results.setdefault("steps", {})[tag] = summary.get("metrics", {}).get("steps")
+        results["steps"][tag] = summary.get("metrics", {}).get("steps")
         return ds, model
+
+    def score(model: Path, rows: Any) -> dict[str, float]:
+        logits = _score_texts(model, rows["text"], recipe.max_length)
+        return masked_metrics(logits, np.asarray(rows["labels"]), np.asarray(rows["label_mask"]), heads)
 
     control_model, control_test = None, None
     if control:
@@ -115,6 +119,7 @@ def leave_one_source_out(
         ds, control_model = run(replace(recipe, name=f"{recipe.name}-control", train={**recipe.train, **budget}),
                                 "control")
         control_test = load_built(ds)[0]["test"]
+    in_domain_test = load_built(in_domain_dataset)[0]["test"] if in_domain_model and in_domain_dataset else None
     for source in sources:
         log.info("LOSO: training %s without %s", recipe.name, source)
         sub = replace(
@@ -130,20 +135,12 @@ def leave_one_source_out(
         if control_model is not None and control_test is not None:
             rows = control_test.filter(lambda r, s=source: r["source"] == s)
             if len(rows):
-                y, m = np.asarray(rows["labels"]), np.asarray(rows["label_mask"])
                 entry["test_rows"] = len(rows)
-                entry["test_without"] = masked_metrics(_score_texts(model, rows["text"], recipe.max_length), y, m, heads)
-                entry["test_with"] = masked_metrics(
-                    _score_texts(control_model, rows["text"], recipe.max_length), y, m, heads
-                )
-        if in_domain_model and in_domain_dataset:
-            dd, _ = load_built(in_domain_dataset)
-            test = dd["test"].filter(lambda r, s=source: r["source"] == s)
-            if len(test):
-                lg = _score_texts(in_domain_model, test["text"], recipe.max_length)
-                entry["in_domain_test"] = masked_metrics(
-                    lg, np.asarray(test["labels"]), np.asarray(test["label_mask"]), heads
-                )
+                entry["test_without"], entry["test_with"] = score(model, rows), score(control_model, rows)
+        if in_domain_model is not None and in_domain_test is not None:
+            rows = in_domain_test.filter(lambda r, s=source: r["source"] == s)
+            if len(rows):
+                entry["in_domain_test"] = score(in_domain_model, rows)
         results["sources"][source] = entry
     return results
 
