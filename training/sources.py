@@ -14,28 +14,64 @@ User sources can be added without code: see `load_user_sources` (a YAML list) an
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import html
-import io
 import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harmscan.errors import DataError
+from harmscan.training.readers.base import (
+    BENIGN,
+    UNKNOWN,
+    Example,
+    Label,
+    Reader,
+)
+from harmscan.training.readers.base import (  # noqa: F401  (re-exported; readers move in the registry refactor)
+    FileError as _FileError,
+)
+from harmscan.training.readers.base import (
+    check as _check,
+)
+from harmscan.training.readers.base import (
+    choice as _choice,
+)
+from harmscan.training.readers.base import (
+    decode_u_escapes as _decode_u_escapes,
+)
+from harmscan.training.readers.base import (
+    detokenize_wiki as _detokenize_wiki,
+)
+from harmscan.training.readers.base import (
+    fraction as _fraction,
+)
+from harmscan.training.readers.base import (
+    label_dict as _labels,
+)
+from harmscan.training.readers.base import (
+    lines as _lines,
+)
+from harmscan.training.readers.base import (
+    read_json as _json,
+)
+from harmscan.training.readers.base import (
+    table as _table,
+)
+from harmscan.training.readers.base import (
+    unescape_tweet as _unescape_tweet,
+)
 
 HEADS: tuple[str, ...] = ("toxicity", "violence", "illegal_advice")
 USER_SOURCES_ENV = "HARMSCAN_SOURCES"
 KINDS = ("comments", "requests", "benign", "lexicon")
 
-Label = int | None
 
 
 # --------------------------------------------------------------------------------------------- data model
@@ -58,15 +94,6 @@ class SourceFile:
     build: str = ""
 
 
-@dataclass(frozen=True)
-class Example:
-    text: str  # raw text; normalised later by harmscan.text.normalize_text
-    labels: dict[str, int | None]  # head -> 1, 0 or None (unknown)
-    source: str
-    meta: dict[str, str] = field(default_factory=dict)  # e.g. {"category": ...} for audits
-
-
-Reader = Callable[[Path], Iterator[Example]]
 
 
 @dataclass(frozen=True)
@@ -85,151 +112,6 @@ class Source:
     notes: str = ""
     rows: int | None = None  # examples the reader yields from the pinned files; checked after reading
 
-
-# ------------------------------------------------------------------------------------------ file errors
-class _FileError(DataError):
-    """A problem in one file, located by line; `iter_examples` adds the source name and the fix."""
-
-    def __init__(self, path: Path, line: int | None, detail: str, missing: bool = False) -> None:
-        self.path, self.line, self.detail, self.missing = path, line, detail, missing
-        super().__init__(f"{self.where}: {detail}")
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else str(self.path)
-
-    def message(self, source: str) -> str:
-        if self.missing:
-            return f"source {source}: {self.path} is missing: run `harmscan data fetch {source}`"
-        return (
-            f"source {source}: {self.where}: {self.detail}; the file looks truncated or corrupt: "
-            f"run `harmscan data fetch {source} --force`"
-        )
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _FileError(path, None, "missing", missing=True) from None
-    try:
-        # utf-8-sig: a BOM would otherwise end up in the first header name or the first text
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise _FileError(path, line, f"not valid UTF-8 at byte {exc.start}") from None
-
-
-def _table(path: Path, columns: Sequence[str], delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
-    """Rows of a CSV/TSV file as (line, {column: value}); every structural problem names file and line."""
-    text = _read_text(path)
-    # strict: a quote left open by a truncation raises instead of swallowing the rest of the file
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise _FileError(path, 1, "the file is empty") from None
-    except csv.Error as exc:
-        raise _FileError(path, 1, f"malformed header: {exc}") from None
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise _FileError(path, 1, f"missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise _FileError(path, reader.line_num, f"malformed row: {exc}") from None
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise _FileError(path, reader.line_num, f"{len(row)} fields, expected {len(header)}")
-        yield reader.line_num, dict(zip(header, row, strict=True))
-
-
-def _lines(path: Path) -> list[str]:
-    """Lines split on "\\n" only: str.splitlines would also split on U+2028 etc. inside a tweet."""
-    lines = _read_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise _FileError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
-
-
-def _check(ok: bool, path: Path, line: int | None, detail: str) -> None:
-    if not ok:
-        raise _FileError(path, line, detail)
-
-
-def _choice(value: str, allowed: Iterable[str], path: Path, line: int, column: str) -> str:
-    value = value.strip()
-    allowed = tuple(allowed)
-    _check(value in allowed, path, line, f"{column}={value!r}, expected one of {', '.join(allowed)}")
-    return value
-
-
-def _fraction(value: str, path: Path, line: int, column: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise _FileError(path, line, f"{column}={value!r} is not a number") from None
-    _check(0.0 <= x <= 1.0, path, line, f"{column}={value!r} is outside [0, 1]")
-    return x
-
-
-def _labels(toxicity: Label, violence: Label, illegal_advice: Label) -> dict[str, int | None]:
-    return {"toxicity": toxicity, "violence": violence, "illegal_advice": illegal_advice}
-
-
-UNKNOWN = _labels(None, None, None)
-BENIGN = _labels(0, 0, 0)
-
-
-# ------------------------------------------------------------------------------ text format decoding
-def _unescape_tweet(text: str) -> str:
-    # Twitter's API delivered text HTML-escaped ("&amp;", "&#128514;"); users type the characters.
-    return html.unescape(text)
-
-
-_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([0-9a-fA-F]{4}))?")
-
-
-def _decode_u_escapes(text: str) -> str:
-    """MLMA stores non-ASCII as literal "\\u2019" (emoji as surrogate pairs) and newlines as "\\n"."""
-
-    def one(code: int) -> str:
-        return "" if 0xD800 <= code < 0xE000 else chr(code)  # a lone surrogate (cut-off tweet) is dropped
-
-    def sub(m: re.Match[str]) -> str:
-        hi = int(m.group(1), 16)
-        if m.group(2) is None:
-            return one(hi)
-        lo = int(m.group(2), 16)
-        if 0xD800 <= hi < 0xDC00 and 0xDC00 <= lo < 0xE000:
-            return chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-        return one(hi) + one(lo)
-
-    return _U_ESCAPE.sub(sub, text).replace("\\n", "\n")
-
-
-_WIKI_JOINERS = ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."))
-_SPACE_BEFORE = re.compile(r" ([.,;:!?%)\]}]|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b|n't\b)")
-_SPACE_AFTER = re.compile(r"([(\[{$]) ")
-
-
-def _detokenize_wiki(text: str) -> str:
-    """Undo WikiText's tokenisation ("guest @-@ starring role , he") so it reads like real prose."""
-    for token, joined in _WIKI_JOINERS:
-        text = text.replace(token, joined)
-    text = _SPACE_BEFORE.sub(r"\1", text)
-    return _SPACE_AFTER.sub(r"\1", text).strip()
 
 
 # ====================================================================================== readers
