@@ -111,6 +111,7 @@ class Source:
     kind: str  # comments | requests | benign | lexicon (a lexicon yields no training examples)
     notes: str = ""
     rows: int | None = None  # examples the reader yields from the pinned files; checked after reading
+    eval_only: bool = False  # never trained on (upstream terms, or kept for evaluation): `external:` only
 
 
 
@@ -1657,9 +1658,17 @@ def _read_checked(source: Source, folder: Path) -> Iterator[Example]:
         )
 
 
-# ================================================================================= user sources
-_USER_FORMATS = {"csv": ",", "tsv": "\t", "jsonl": "", "json": ""}
-_USER_KEYS = ("name", "licence", "commercial_use", "files", "format", "text_field", "labels")
+# ======================================================================== source entries (YAML)
+_FORMATS = {"csv": ",", "tsv": "\t", "jsonl": "", "json": "", "lines": ""}
+_REQUIRED_KEYS = ("name", "licence", "commercial_use", "files")
+_GENERIC_KEYS = ("format", "text_field", "labels")
+_KNOWN_KEYS = frozenset((
+    *_REQUIRED_KEYS, *_GENERIC_KEYS, "title", "origin", "commit", "kind", "mapping", "notes", "rows", "reader",
+    "heads", "eval_only",
+))
+_FILE_KEYS = frozenset(("path", "sha256", "size", "url", "derived", "note", "build"))
+# kept for the user-sources documentation: the keys a generic (code-free) entry needs
+_USER_KEYS = (*_REQUIRED_KEYS, *_GENERIC_KEYS)
 
 
 @dataclass(frozen=True)
@@ -1701,7 +1710,10 @@ def _rule_values(value: Any) -> tuple[str, ...]:
 
 def _user_rows(path: Path, fmt: str, text_field: str) -> Iterator[tuple[int | None, Mapping[str, Any]]]:
     if fmt in ("csv", "tsv"):
-        yield from _table(path, (text_field,), delimiter=_USER_FORMATS[fmt])
+        yield from _table(path, (text_field,), delimiter=_FORMATS[fmt])
+    elif fmt == "lines":
+        for i, line in enumerate(_lines(path), start=1):
+            yield i, {text_field: line}
     elif fmt == "jsonl":
         for i, line in enumerate(_lines(path), start=1):
             if not line.strip():
@@ -1738,11 +1750,6 @@ def _user_reader(
     return read
 
 
-def _user_error(path: Path, index: int, name: str, detail: str) -> DataError:
-    who = f"entry {index + 1}" + (f" ({name})" if name else "")
-    return DataError(f"user sources file {path}: {who}: {detail}")
-
-
 def _head_rule(spec: Any, err: Callable[[str], DataError], head: str) -> _HeadRule:
     if spec is None or (isinstance(spec, int) and spec in (0, 1)):
         return _HeadRule(constant=spec)
@@ -1757,57 +1764,103 @@ def _head_rule(spec: Any, err: Callable[[str], DataError], head: str) -> _HeadRu
     raise err(f"labels.{head} must be 0, 1, null or {{field, positive, negative}}, got {spec!r}")
 
 
+def _source_file(f: Any, err: Callable[[str], DataError]) -> SourceFile:
+    f = {"path": f} if isinstance(f, str) else f
+    if not isinstance(f, Mapping) or not f.get("path"):
+        raise err(f"each file needs a 'path', got {f!r}")
+    unknown = set(f) - _FILE_KEYS
+    if unknown:
+        raise err(f"file {f['path']}: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        size = int(f.get("size", -1))
+    except (TypeError, ValueError):
+        raise err(f"file {f['path']}: size must be a whole number of bytes") from None
+    return SourceFile(
+        path=str(f["path"]), sha256=str(f.get("sha256") or "").lower(), size=size, url=str(f.get("url") or ""),
+        derived=bool(f.get("derived", False)), note=str(f.get("note") or ""), build=str(f.get("build") or ""),
+    )
+
+
+def parse_source_entry(entry: Any, err: Callable[[str], DataError], default_notes: str = "") -> Source:
+    """One source from its YAML mapping: the same parser for the packaged registry and for user sources.
+
+    Either a named reader (`reader: NAME`, code in harmscan.training.readers, with `heads:`) or the generic
+    table reader (`format`, `text_field`, `labels`), which needs no code.
+    """
+    if not isinstance(entry, Mapping):
+        raise err("must be a mapping with name, licence, commercial_use, files and a reader or format")
+    name = entry.get("name", "")
+    missing = [k for k in _REQUIRED_KEYS if k not in entry]
+    named = entry.get("reader")
+    if not named:
+        missing += [k for k in _GENERIC_KEYS if k not in entry]
+    if missing:
+        raise err(f"missing key(s) {', '.join(missing)}")
+    unknown = set(entry) - _KNOWN_KEYS
+    if unknown:
+        raise err(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise err("name must be lowercase letters, digits and underscores")
+    if not isinstance(entry["commercial_use"], bool):
+        raise err("commercial_use must be true or false")
+    raw_files = entry["files"]
+    if not isinstance(raw_files, list) or not raw_files:
+        raise err("files must be a non-empty list of {path, sha256?, size?, url?}")
+    files = tuple(_source_file(f, err) for f in raw_files)
+    kind = str(entry.get("kind", "comments"))
+    if kind not in KINDS:
+        raise err(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    rows = entry.get("rows")
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 0):
+        raise err("rows must be a whole number")
+    if named:
+        from harmscan.training.readers import READERS
+
+        if named not in READERS:
+            raise err(f"reader {named!r} is not a known reader ({', '.join(sorted(READERS))})")
+        heads = entry.get("heads")
+        if not isinstance(heads, list) or not all(isinstance(h, str) for h in heads):
+            raise err("a source with a named reader needs 'heads': the list of heads it labels")
+        reader = READERS[named]
+        mapping = str(entry.get("mapping") or "")
+        head_names = tuple(heads)
+    else:
+        fmt = str(entry["format"]).lower()
+        if fmt not in _FORMATS:
+            raise err(f"format {fmt!r} is not one of {', '.join(_FORMATS)}")
+        labels = entry["labels"]
+        if not isinstance(labels, Mapping) or not labels:
+            raise err("labels must map head names to a rule")
+        rules: dict[str, _HeadRule] = {}
+        for head, spec in labels.items():
+            if not str(head).isidentifier():
+                raise err(f"head name {head!r} must be an identifier such as 'self_harm'")
+            rules[str(head)] = _head_rule(spec, err, str(head))
+        text_field = str(entry["text_field"])
+        reader = _user_reader(name, [f.path for f in files], fmt, text_field, rules)
+        mapping = str(entry.get("mapping") or _describe_rules(text_field, rules))
+        head_names = tuple(h for h, r in rules.items() if r.field or r.constant is not None)
+    return Source(
+        name=name, title=str(entry.get("title", name)), origin=str(entry.get("origin", "")),
+        commit=str(entry.get("commit", "")), licence=str(entry["licence"]),
+        commercial_use=entry["commercial_use"], files=files, heads=head_names, mapping=mapping,
+        reader=reader, kind=kind, notes=str(entry.get("notes") or default_notes), rows=rows,
+        eval_only=bool(entry.get("eval_only", False)),
+    )
+
+
+def _user_error(path: Path, index: int, name: str, detail: str) -> DataError:
+    who = f"entry {index + 1}" + (f" ({name})" if name else "")
+    return DataError(f"user sources file {path}: {who}: {detail}")
+
+
 def _user_source(entry: Any, path: Path, index: int) -> Source:
     name = entry.get("name", "") if isinstance(entry, Mapping) else ""
 
     def err(detail: str) -> DataError:
         return _user_error(path, index, str(name), detail)
 
-    if not isinstance(entry, Mapping):
-        raise err("must be a mapping with name, licence, commercial_use, files, format, text_field, labels")
-    missing = [k for k in _USER_KEYS if k not in entry]
-    if missing:
-        raise err(f"missing key(s) {', '.join(missing)}")
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
-        raise err("name must be lowercase letters, digits and underscores")
-    fmt = str(entry["format"]).lower()
-    if fmt not in _USER_FORMATS:
-        raise err(f"format {fmt!r} is not one of {', '.join(_USER_FORMATS)}")
-    if not isinstance(entry["commercial_use"], bool):
-        raise err("commercial_use must be true or false")
-    raw_files = entry["files"]
-    if not isinstance(raw_files, list) or not raw_files:
-        raise err("files must be a non-empty list of {path, sha256?, url?}")
-    files = []
-    for f in raw_files:
-        f = {"path": f} if isinstance(f, str) else f
-        if not isinstance(f, Mapping) or not f.get("path"):
-            raise err(f"each file needs a 'path', got {f!r}")
-        files.append(SourceFile(
-            path=str(f["path"]), sha256=str(f.get("sha256") or "").lower(), size=int(f.get("size", -1)),
-            url=str(f.get("url") or ""),
-        ))
-    labels = entry["labels"]
-    if not isinstance(labels, Mapping) or not labels:
-        raise err("labels must map head names to a rule")
-    rules: dict[str, _HeadRule] = {}
-    for head, spec in labels.items():
-        if not str(head).isidentifier():
-            raise err(f"head name {head!r} must be an identifier such as 'self_harm'")
-        rules[str(head)] = _head_rule(spec, err, str(head))
-    kind = str(entry.get("kind", "comments"))
-    if kind not in KINDS:
-        raise err(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    text_field = str(entry["text_field"])
-    return Source(
-        name=name, title=str(entry.get("title", name)), origin=str(entry.get("origin", "")),
-        commit=str(entry.get("commit", "")), licence=str(entry["licence"]),
-        commercial_use=entry["commercial_use"],
-        files=tuple(files), heads=tuple(h for h, r in rules.items() if r.field or r.constant is not None),
-        mapping=str(entry.get("mapping") or _describe_rules(text_field, rules)),
-        reader=_user_reader(name, [f.path for f in files], fmt, text_field, rules),
-        kind=kind, notes=f"user source from {path}", rows=entry.get("rows"),
-    )
+    return parse_source_entry(entry, err, default_notes=f"user source from {path}")
 
 
 def _describe_rules(text_field: str, rules: Mapping[str, _HeadRule]) -> str:
@@ -1819,6 +1872,39 @@ def _describe_rules(text_field: str, rules: Mapping[str, _HeadRule]) -> str:
         else:
             parts.append(f"{head} = {'unknown' if r.constant is None else r.constant}")
     return f"text from '{text_field}'; " + "; ".join(parts) + "."
+
+
+def load_source_file(path: str | os.PathLike[str]) -> Source:
+    """One source from one YAML file (a mapping): how every packaged source is declared."""
+    path = Path(path)
+
+    def err(detail: str) -> DataError:
+        return DataError(f"source file {path}: {detail}")
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise err(f"cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise err(f"is not valid YAML: {' '.join(str(exc).split())}") from None
+    src = parse_source_entry(data, err)
+    if src.name != path.stem:
+        raise err(f"declares name {src.name!r} but the file is named {path.name}: they must match")
+    return src
+
+
+def packaged_sources() -> dict[str, Source]:
+    """Every source declared in the packaged registry folder (training/registry/*.yaml)."""
+    from importlib import resources
+
+    folder = resources.files("harmscan.training").joinpath("registry")
+    out: dict[str, Source] = {}
+    if folder.is_dir():
+        for item in sorted(folder.iterdir(), key=lambda p: p.name):
+            if item.name.endswith(".yaml"):
+                src = load_source_file(Path(str(item)))
+                out[src.name] = src
+    return out
 
 
 def load_user_sources(path: str | os.PathLike[str]) -> dict[str, Source]:
@@ -1855,3 +1941,6 @@ def all_sources(user_file: str | os.PathLike[str] | None = None) -> dict[str, So
     if user_file:
         sources.update(load_user_sources(user_file))
     return sources
+
+
+REGISTRY.update(packaged_sources())  # sources declared as YAML files (training/registry/)
