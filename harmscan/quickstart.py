@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", help="hub id or local path of the encoder (default: packaged MiniLM-L6)")
     p.add_argument("--objective", default=DEFAULT_OBJECTIVE, help="threshold objective (default: f1)")
     p.add_argument("--max-steps", type=int, help="cap training steps (smoke runs)")
+    p.add_argument(
+        "--max-train-minutes", type=float,
+        help="stop training at this wall-clock limit (default: none, the recipe's whole schedule runs)",
+    )
     p.add_argument("--skip-train", action="store_true", help="reuse ARTIFACTS/model if it exists")
     p.set_defaults(func=run_quickstart)
 
@@ -48,7 +52,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from harmscan.training.datadir import resolve_data_dir
     from harmscan.training.dataset import build_dataset
     from harmscan.training.recipe import load_recipe
-    from harmscan.training.trainer import TRAINING_SUMMARY, format_metrics_table, train
+    from harmscan.training.trainer import TRAINING_SUMMARY, describe_schedule, format_metrics_table, train
 
     started = time.monotonic()
     artifacts = Path(args.artifacts or os.environ.get("HARMSCAN_ARTIFACTS", "artifacts"))
@@ -70,9 +74,13 @@ def run_quickstart(args: argparse.Namespace) -> int:
         training: dict[str, Any] = json.loads((model_dir / TRAINING_SUMMARY).read_text())
         print(f"   reusing {model_dir}")
     else:
-        training = train(dataset_dir, model_dir, recipe=recipe, base_model=args.base_model, max_steps=args.max_steps)
+        training = train(
+            dataset_dir, model_dir, recipe=recipe, base_model=args.base_model, max_steps=args.max_steps,
+            overrides={"max_train_minutes": args.max_train_minutes},
+        )
     heads = [item["name"] for item in training["labels"]]
     print(format_metrics_table(training["metrics"], heads))
+    print("   " + describe_schedule(training["metrics"]))
     _done(t0)
 
     t0 = _step("3/6 export to ONNX (fp32 + int8, parity-checked)")

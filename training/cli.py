@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, help="output folder (default: artifacts/model)")
     p.add_argument("--epochs", type=float, help="override the recipe's number of epochs")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument(
+        "--max-train-minutes", type=float,
+        help="stop training at this wall-clock limit (default: none; the summary says what it cut)",
+    )
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
     p.set_defaults(func=_train)

@@ -324,22 +324,11 @@ def train(
     n_train = len(tokenized["train"])
     steps_per_epoch = math.ceil(n_train / int(cfg["batch_size"]))
     total_steps = max_steps or max(1, int(steps_per_epoch * float(cfg["epochs"])))
-    planned: dict[str, Any] = {"steps": total_steps, "fitted_to_budget": False}
-    if cfg.get("max_train_minutes") and not max_steps:
-        # Fit the whole schedule (warm-up, linear decay to zero, every evaluation) into the time budget, so
-        # a run on a slow machine ends with a finished schedule instead of being cut at a high learning rate.
-        planned = plan_steps_for_budget(
-            model, collator, tokenized, cfg, total_steps, float(cfg["max_train_minutes"]) * 60
-        )
-        if planned["steps"] < total_steps:
-            log.warning(
-                "time budget %.0f min: %d of %d steps (%.2f epochs) fit at %.2f s/step on this machine",
-                float(cfg["max_train_minutes"]), planned["steps"], total_steps,
-                planned["steps"] / steps_per_epoch, planned["seconds_per_step"],
-            )
-        total_steps = planned["steps"]
-        max_steps = total_steps
-    eval_steps = max(1, total_steps // max(1, int(planned.get("evaluations") or cfg["evaluations"])))
+    # The schedule is the recipe's, on every machine: a time limit never shortens the plan (a probe of a busy
+    # machine once cut a default run to 0.25 epochs); it only stops a run at the limit and says what it cut.
+    budget_minutes = float(cfg["max_train_minutes"]) if cfg.get("max_train_minutes") else None
+    planned: dict[str, Any] = {"steps": total_steps, "time_budget_minutes": budget_minutes}
+    eval_steps = max(1, total_steps // max(1, int(cfg["evaluations"])))
     output_dir = Path(output_dir)
     has_validation = len(tokenized["validation"]) > 0
     args = transformers.TrainingArguments(
@@ -382,8 +371,8 @@ def train(
     callbacks: list[Any] = []
     if has_validation:
         callbacks.append(transformers.EarlyStoppingCallback(int(cfg["early_stopping_patience"])))
-    if cfg.get("max_train_minutes"):
-        callbacks.append(_TimeBudget(float(cfg["max_train_minutes"])))
+    if budget_minutes:
+        callbacks.append(_TimeBudget(budget_minutes))
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model,
@@ -410,7 +399,15 @@ def train(
     metrics: dict[str, Any] = {"train_loss": float(result.training_loss), "train_seconds": round(train_seconds, 1)}
     metrics["steps"] = int(trainer.state.global_step)
     metrics["epochs"] = round(trainer.state.global_step / steps_per_epoch, 3)
-    metrics["schedule"] = planned
+    metrics["schedule"] = {
+        **planned, "steps_run": metrics["steps"], "cut_by_time_budget": metrics["steps"] < total_steps
+        and bool(budget_minutes),
+    }
+    if metrics["schedule"]["cut_by_time_budget"]:
+        log.warning(
+            "the time limit of %.1f min cut training at step %d of %d (%.0f%% of the schedule): this model is "
+            "not the recipe's model", budget_minutes, metrics["steps"], total_steps, 100 * metrics["steps"] / total_steps,
+        )
     # Early stopping reads eval_* metrics; the final passes are named validation_* / test_*.
     trainer.remove_callback(transformers.EarlyStoppingCallback)
     for split in ("validation", "test"):
@@ -438,107 +435,6 @@ def train(
     (output_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _remove_checkpoints(output_dir / "checkpoints")
     return summary
-
-
-def plan_steps_for_budget(
-    model: Any, collator: Any, tokenized: Any, cfg: Mapping[str, Any], wanted: int, budget_s: float
-) -> dict[str, Any]:
-    """How many optimiser steps fit `budget_s` seconds on this machine, evaluations included.
-
-    Times forward+backward passes on length-grouped random train batches (gradients are discarded, weights
-    are not touched), an optimiser step on copies of the weights, and forward passes on a validation batch,
-    then `fit_steps`: the whole schedule when its estimate fits the budget, else the steps that fill 92 % of
-    it, evaluations included. Returns {"steps",
-    "evaluations", "seconds_per_step", "seconds_per_eval_row", ...}.
-    """
-    import torch
-
-    batch_size, eval_batch = int(cfg["batch_size"]), int(cfg["eval_batch_size"])
-    train, validation = tokenized["train"], tokenized["validation"]
-    rng = np.random.default_rng(int(cfg["seed"]))
-
-    def batches(ds: Any, n_batches: int, size: int, group: int = 1) -> list[dict[str, Any]]:
-        # Like the trainer's group_by_length: a random sample of `group` batches' worth of rows (a
-        # megabatch: the trainer uses 50), sorted by length and cut into batches, of which `n_batches`
-        # evenly spaced ones are run. So the padded lengths, and the step times, are the ones training sees.
-        take = min(len(ds), n_batches * size * group)
-        sample = ds.select(rng.choice(len(ds), size=take, replace=False).tolist())
-        lengths = sample["length"]
-        ordered = sorted(range(take), key=lambda i: lengths[i])
-        cut = [ordered[start : start + size] for start in range(0, take, size)]
-        chosen = [cut[int(k)] for k in np.linspace(0, len(cut) - 1, num=min(n_batches, len(cut)))]
-        out = []
-        for rows in chosen:
-            full = collator([sample[i] for i in rows])
-            out.append({k: v for k, v in full.items() if k in MODEL_INPUTS})
-        return out
-
-    def warm_then_time(run: Callable[[dict[str, Any]], Any], probe: list[dict[str, Any]]) -> float:
-        # Each batch runs once untimed first: the first pass at a new input shape builds that shape's CPU
-        # kernels, which training pays once per length and the probe would pay on every batch. Without
-        # this and without megabatch sampling, the probe read 0.75 s per step where training ran 0.55 s
-        # (2 cores), and only 14 of 24 minutes were used.
-        for inputs in probe:
-            run(inputs)
-        started = time.perf_counter()
-        for inputs in probe:
-            run(inputs)
-        return time.perf_counter() - started
-
-    def train_pass(inputs: dict[str, Any]) -> None:
-        model(**inputs).logits.float().sum().backward()
-        model.zero_grad(set_to_none=True)
-
-    model.train()
-    probe = batches(train, 8, batch_size, group=50)
-    s_step = warm_then_time(train_pass, probe) / len(probe)
-    # The optimiser step (gradient clipping + AdamW), timed on copies of the trainable weights so the
-    # model is not touched. Left out, the real step took 4-25 % longer than the plan's (four 2-core
-    # quickstart runs) and the wall clock cut three of seven schedules before their learning rate reached 0.
-    s_optimiser = _optimiser_step_seconds(model, float(cfg["weight_decay"]), warm_then_time)
-    s_step += s_optimiser
-    if cfg.get("ema_half_life"):  # the weight average's update after each step
-        average = WeightAverage(model, 0.5)
-        s_step += warm_then_time(lambda _: average.update(), [{}] * 5) / 5
-        del average
-    s_eval_row = 0.0
-    if len(validation):
-        model.eval()
-        with torch.inference_mode():
-            evals = batches(validation, 2, eval_batch, group=50)  # evaluation runs length-sorted too
-            seconds = warm_then_time(lambda inputs: model(**inputs), evals)
-            s_eval_row = seconds / sum(int(b["input_ids"].shape[0]) for b in evals)
-        model.train()
-    per_eval = len(validation) * s_eval_row
-    steps, evaluations = fit_steps(wanted, s_step, per_eval, int(cfg["evaluations"]), budget_s)
-    return {
-        "steps": steps,
-        "wanted_steps": wanted,
-        "fitted_to_budget": steps < wanted,
-        "seconds_per_step": round(s_step, 3),
-        "seconds_per_optimiser_step": round(s_optimiser, 3),
-        "seconds_per_eval_row": round(s_eval_row, 5),
-        "evaluations": evaluations,
-        "budget_seconds": budget_s,
-    }
-
-
-def fit_steps(wanted: int, s_step: float, per_eval: float, evaluations: int, budget_s: float) -> tuple[int, int]:
-    """(steps, periodic evaluations) for a budget, from measured seconds per step and per validation pass.
-
-    The final validation and test passes always run; periodic evaluations get at most 15 % of the budget
-    (fewer of them on a short budget), so a short run spends its time training, not evaluating. A schedule
-    whose estimate fits the budget runs whole: so a recipe sized to fit keeps its fixed number of steps (and
-    its weights) when the probe reads a few percent slower on a busy machine. One that does not fit is
-    shortened to fill 92 % of the budget (a margin for checkpoints and the data loader).
-    """
-    if per_eval > 0:
-        evaluations = max(1, min(evaluations, int(0.15 * budget_s / per_eval)))
-    if wanted * s_step + (evaluations + 2) * per_eval <= budget_s:
-        return wanted, evaluations
-    usable = 0.92 * budget_s - (evaluations + 2) * per_eval
-    steps = max(1, min(wanted, int(usable / s_step))) if usable > 0 else max(1, min(wanted, 50))
-    return steps, evaluations
 
 
 def _optimiser_step_seconds(model: Any, weight_decay: float, timer: Callable[..., float]) -> float:
@@ -577,6 +473,18 @@ def format_metrics_table(metrics: Mapping[str, Any], heads: Sequence[str]) -> st
     return "\n".join(lines)
 
 
+def describe_schedule(metrics: Mapping[str, Any]) -> str:
+    """One line for the end of a run: the steps trained and, when a time limit stopped it, what it cut."""
+    sched = metrics.get("schedule") or {}
+    planned, run = sched.get("steps"), metrics.get("steps")
+    if sched.get("cut_by_time_budget"):
+        return (
+            f"TIME LIMIT: {sched.get('time_budget_minutes')} min cut training at step {run} of {planned} "
+            f"({metrics.get('epochs')} epochs): this is not the recipe's model"
+        )
+    return f"trained the recipe's whole schedule: {run} steps ({metrics.get('epochs')} epochs)"
+
+
 def train_from_args(recipe: Recipe, args: Any, artifacts: Path) -> dict[str, Any]:
     from harmscan.training.datadir import resolve_data_dir
     from harmscan.training.dataset import build_dataset
@@ -591,10 +499,14 @@ def train_from_args(recipe: Recipe, args: Any, artifacts: Path) -> dict[str, Any
         Path(output),
         recipe=recipe,
         base_model=args.base_model,
-        overrides={"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed},
+        overrides={
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+            "max_train_minutes": getattr(args, "max_train_minutes", None),
+        },
         max_steps=args.max_steps,
     )
     heads = [item["name"] for item in summary["labels"]]
     print(format_metrics_table(summary["metrics"], heads))
+    print(describe_schedule(summary["metrics"]))
     print(f"model saved to {output}; next: harmscan export {output} -o {artifacts / 'bundle'}")
     return summary
