@@ -33,6 +33,10 @@ MANIFEST = "harmscan.json"
 FORMAT = "harmscan-bundle"
 FORMAT_VERSION = 1
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+# A bundle is read by whoever serves it, often another user than the one who exported it (a service
+# account, a container): readable by all by default. `harmscan export --private` keeps it to its owner.
+FILE_MODE, DIR_MODE = 0o644, 0o755
+PRIVATE_FILE_MODE, PRIVATE_DIR_MODE = 0o600, 0o700
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -194,8 +198,26 @@ def record_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
 
 def write_manifest(bundle_dir: Path, manifest: Mapping[str, Any]) -> None:
     bundle_dir = Path(bundle_dir)
+    target = bundle_dir / MANIFEST
+    # mkstemp makes the file 0600; keep the mode of the manifest it replaces (a --private bundle stays
+    # private after `harmscan calibrate`), else the readable default.
+    mode = target.stat().st_mode & 0o777 if target.is_file() else FILE_MODE
     fd, tmp = tempfile.mkstemp(dir=bundle_dir, prefix=".harmscan.", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=False)
         fh.write("\n")
-    os.replace(tmp, bundle_dir / MANIFEST)
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+
+
+def set_bundle_modes(bundle_dir: str | os.PathLike[str], private: bool = False) -> None:
+    """chmod the bundle folder, its sub-folders and files: 0755/0644, or 0700/0600 when `private`.
+    Explicit modes, not the umask's: the staging folder comes from mkdtemp (0700) and the manifest from
+    mkstemp (0600), which would otherwise lock out a service running as another user."""
+    root = Path(bundle_dir)
+    file_mode, dir_mode = (PRIVATE_FILE_MODE, PRIVATE_DIR_MODE) if private else (FILE_MODE, DIR_MODE)
+    os.chmod(root, dir_mode)
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, dir_mode if path.is_dir() else file_mode)

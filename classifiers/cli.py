@@ -35,29 +35,49 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write variants that fail the parity gate anyway, marked as failed (never chosen by --variant auto)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
+    p.add_argument(
+        "--private", action="store_true",
+        help="keep the bundle to its owner (files 0600, folders 0700); default: readable by all (0644/0755), "
+        "so that a service running as another user can load it",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser(
         "scan",
         help="score a file of texts (JSONL, CSV, Parquet, text, stdin) with a bundle; resumable",
         description="Score every text of INPUT and write one row per text: {id, scores, flagged, decision}. "
-        "Bad rows go to an errors file with their line number; --resume continues an interrupted scan exactly.",
+        "Bad rows go to an errors file with their line number; --resume continues an interrupted scan exactly. "
+        "Exit status: 0 when the scan finished (an empty input gives an empty output), 1 when no row could be "
+        "scored or more than --max-errors rows failed, 2 for a usage, input or bundle error.",
     )
     p.add_argument("input", help="a .jsonl, .csv, .tsv, .parquet or .txt file (one text per line), or - for stdin")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output file: .jsonl or .parquet")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="output file: .jsonl or .parquet, or - for JSONL on stdout (logs and progress stay on stderr)",
+    )
     p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help=f"bundle folder (default: {DEFAULT_BUNDLE})")
     p.add_argument("--text-field", default="text", help="JSONL field / CSV or Parquet column with the text")
     p.add_argument("--id-field", default="id", help="field / column with the row id (default: the line number)")
-    p.add_argument("--input-format", choices=["jsonl", "csv", "tsv", "parquet", "text"], help="default: by suffix")
-    p.add_argument("--output-format", choices=["jsonl", "parquet"], help="default: by suffix")
-    p.add_argument("--errors", type=Path, help="where bad rows go (default: OUTPUT's stem + .errors.jsonl)")
+    p.add_argument("--input-format", choices=["jsonl", "csv", "tsv", "parquet", "text"],
+                   help="input format (default: by suffix; stdin: JSONL or text, sniffed)")
+    p.add_argument("--output-format", choices=["jsonl", "parquet"], help="output format (default: by suffix)")
+    p.add_argument(
+        "--errors", type=Path,
+        help="where bad rows go (default: OUTPUT's stem + .errors.jsonl; with -o -, one line each on stderr)",
+    )
+    p.add_argument(
+        "--max-errors", type=int, metavar="N",
+        help="stop (exit 1) at the first bad row past N; default: no limit, but exit 1 when no row was scored",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of the same input")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--policy", type=Path, help="a threshold policy file (JSON/YAML); default: the bundle's")
     p.add_argument("--thresholds", help="override thresholds: label=p,... e.g. violence=0.3,toxicity=0.7")
-    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"],
+                   help="model variant (default auto: int8 on a CPU when it passed its parity gate, fp16 on CUDA)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where ONNX Runtime runs (default auto: CUDA when available)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: $OMP_NUM_THREADS, else all cores)")
     p.add_argument("--batch-size", type=int, help="most windows per model call (default: 32 on a CPU, 256 on a GPU)")
     p.add_argument(
@@ -65,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--chunk-size", type=int, default=1024, help="texts per commit (default: 1024)")
     p.add_argument("--spans", action="store_true", help="add the top window's character span and window count")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
     from harmscan.classifiers.ray_engine import add_ray_arguments  # stdlib-only import: --help stays fast
 
     add_ray_arguments(p)  # --engine ray|local, --num-actors, --ray-address, --gpus-per-actor
@@ -99,7 +119,8 @@ def _export(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     out = export_bundle(
         args.model_dir, args.output, variants=variants, fp16=args.fp16, validation=texts,
-        optimize=not args.no_optimize, progress=not args.no_progress, allow_parity_failure=args.allow_parity_failure,
+        optimize=not args.no_optimize, progress=_progress(args), allow_parity_failure=args.allow_parity_failure,
+        private=args.private,
     )
     from harmscan.classifiers.bundle import Bundle
 
@@ -118,12 +139,18 @@ def _export(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from harmscan.classifiers.ray_engine import run_ray_scan
+        from harmscan.errors import InputError
 
+        if str(args.output) == "-" or args.max_errors is not None:
+            raise InputError("--engine ray writes a file and has no --max-errors: drop -o - / --max-errors, "
+                             "or use --engine local")
+        args.no_progress = not _progress(args)
         return run_ray_scan(args)
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.classifier import HarmClassifier
     from harmscan.classifiers.policy import Policy
     from harmscan.classifiers.scan import scan_file
+    from harmscan.errors import RowsFailedError
 
     bundle = Bundle.load(args.bundle)
     policy = Policy.from_file(args.policy, bundle.label_names) if args.policy else bundle.policy
@@ -136,14 +163,27 @@ def _scan(args: argparse.Namespace) -> int:
         args.input, args.output, clf, text_field=args.text_field, id_field=args.id_field,
         input_format=args.input_format, output_format=args.output_format, resume=args.resume,
         overwrite=args.overwrite, errors_path=args.errors, chunk_size=args.chunk_size,
-        progress=not args.no_progress, spans=args.spans,
+        progress=_progress(args), spans=args.spans, max_errors=args.max_errors,
     )
+    where = "stdout" if str(summary.output) == "-" else summary.output
+    bad_rows = summary.errors_path or ("stderr" if str(summary.output) == "-" else None)
+    if summary.records and not summary.rows:
+        hint = "; check --text-field" if "missing field" in (summary.first_error or "") else ""
+        raise RowsFailedError(
+            f"no row could be scored: all {summary.records} rows of {args.input} failed "
+            f"(first: {summary.first_error}{hint}); bad rows in {bad_rows}"
+        )
     done = "resumed and finished" if summary.resumed_from else "finished"
     print(
-        f"scan {done}: {summary.rows} rows in {summary.output} ({summary.flagged} flagged this run, "
+        f"scan {done}: {summary.rows} rows in {where} ({summary.flagged} flagged this run, "
         f"{summary.texts_per_s:.0f} texts/s on {clf.variant}/{clf.providers[0]})",
         file=sys.stderr,
     )
     if summary.errors:
-        print(f"{summary.errors} bad rows listed in {summary.errors_path}", file=sys.stderr)
+        print(f"{summary.errors} bad rows listed in {bad_rows}", file=sys.stderr)
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only for a person watching: not with --no-progress, not into a log file or a pipe."""
+    return not args.no_progress and sys.stderr.isatty()

@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from harmscan.classifiers.bundle import MANIFEST, VARIANT_FILES, new_manifest, record_files, write_manifest
+from harmscan.classifiers.bundle import (
+    MANIFEST,
+    VARIANT_FILES,
+    new_manifest,
+    record_files,
+    set_bundle_modes,
+    write_manifest,
+)
 from harmscan.classifiers.calibration import sigmoid
 from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
 from harmscan.classifiers.runtime import Runner, create_session
@@ -132,6 +139,7 @@ def export_bundle(
     optimize: bool = True,
     progress: bool = True,
     allow_parity_failure: bool = False,
+    private: bool = False,
 ) -> Path:
     """Export `model_dir` (a `harmscan train` folder) to the bundle folder `out_dir`; returns its path.
 
@@ -182,6 +190,7 @@ def export_bundle(
         manifest["export"] = _export_record(source, len(texts))
         record_files(staging, manifest)
         write_manifest(staging, manifest)
+        set_bundle_modes(staging, private)  # mkdtemp made it 0700: see set_bundle_modes
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

@@ -6,6 +6,10 @@ bad rows to the errors file, both are fsynced, and only then is the progress fil
 files to the offsets of the last progress file and skips exactly that many input records, so a SIGKILL at
 any instant loses nothing and duplicates nothing. The progress file stays after a finished scan as its
 record (bundle fingerprint, thresholds, counts).
+
+OUTPUT '-' streams JSONL to stdout instead: nothing to resume, so no progress file; bad rows go to
+`errors_path` when given, else one line each on stderr. `max_errors` stops a scan (RowsFailedError) at the
+first bad row past that many, after committing everything before it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,11 +32,12 @@ from harmscan.classifiers.writers import (
     JsonlWriter,
     ParquetWriter,
     RowWriter,
+    StreamWriter,
     detect_output_format,
     error_row,
     result_row,
 )
-from harmscan.errors import InputError
+from harmscan.errors import InputError, RowsFailedError
 
 DEFAULT_CHUNK = 1024
 PROGRESS_FORMAT = "harmscan-scan-progress"
@@ -50,6 +56,7 @@ class ScanSummary:
     seconds: float  # this run
     texts_per_s: float  # this run
     complete: bool
+    first_error: str | None = None  # "line N: why" of the first bad row, for a one-line summary
 
 
 def progress_path(output: Path) -> Path:
@@ -75,11 +82,21 @@ def scan_file(
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool = True,
     spans: bool = False,
+    max_errors: int | None = None,
 ) -> ScanSummary:
-    """Scan `input` (a path or '-') into `output` under the classifier's policy; see the module doc."""
+    """Scan `input` (a path or '-') into `output` (a path or '-' for stdout) under the classifier's policy;
+    see the module doc."""
     if chunk_size < 1:
         raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+    if max_errors is not None and max_errors < 0:
+        raise InputError(f"--max-errors must be >= 0, got {max_errors}")
     source = "-" if str(input) == "-" else Path(input)
+    if str(output) == "-":
+        return _scan_to_stdout(
+            source, classifier, text_field=text_field, id_field=id_field, input_format=input_format,
+            output_format=output_format, resume=resume, errors_path=errors_path, chunk_size=chunk_size,
+            progress=progress, spans=spans, max_errors=max_errors,
+        )
     out = Path(output)
     fmt_in = detect_input_format(source, input_format)
     fmt_out = detect_output_format(out, output_format)
@@ -104,7 +121,7 @@ def scan_file(
     if fmt_out == "parquet":
         writer = ParquetWriter(out, classifier.labels, spans, state.get("output"))
     else:
-        writer = JsonlWriter(out, state.get("output"))
+        writer = JsonlWriter(out, state.get("output"), keep_empty=True)
     errors = JsonlWriter(errors_file, state.get("errors"))
     skip = int(state.get("records", 0))
     start, flagged, scanned = time.perf_counter(), 0, 0
@@ -113,6 +130,7 @@ def scan_file(
         if not state.get("input_done"):
             records = itertools.islice(iter_records(source, fmt_in, text_field, id_field), skip, None)
             for chunk in _chunks(records, chunk_size):
+                chunk, over = _cut_at_error_limit(chunk, errors.rows, max_errors)
                 rows, bad = _score(chunk, classifier, spans)
                 writer.write(rows)
                 errors.write(bad)
@@ -121,6 +139,9 @@ def scan_file(
                 scanned += len(rows)
                 bar.update(len(chunk))
                 bar.set_postfix(errors=errors.rows, refresh=False)
+                if over:
+                    raise _too_many_errors(errors.rows, max_errors, _first_error(errors_file), str(errors_file),
+                                           f"the {writer.rows} rows scored before it are committed in {out}")
             state = _commit(out, state, writer, errors, 0, input_done=True)
         writer.finish()
         errors.finish()
@@ -130,6 +151,96 @@ def scan_file(
         writer.close()
         errors.close()
     return _summary(out, errors_file, state, flagged, scanned, time.perf_counter() - start, skip)
+
+
+def _scan_to_stdout(
+    source: str | Path,
+    classifier: HarmClassifier,
+    *,
+    text_field: str,
+    id_field: str,
+    input_format: str | None,
+    output_format: str | None,
+    resume: bool,
+    errors_path: str | os.PathLike[str] | None,
+    chunk_size: int,
+    progress: bool,
+    spans: bool,
+    max_errors: int | None,
+) -> ScanSummary:
+    if resume:
+        raise InputError("--resume needs an output file: a scan to stdout (-o -) cannot be resumed")
+    if output_format not in (None, "jsonl"):
+        raise InputError(f"-o - writes JSONL to stdout, not {output_format}: name an output file for {output_format}")
+    fmt_in = detect_input_format(source, input_format)
+    errors = JsonlWriter(Path(errors_path)) if errors_path else None
+    writer = StreamWriter(sys.stdout)
+    start, flagged, n_errors, records = time.perf_counter(), 0, 0, 0
+    first: str | None = None
+    bar = tqdm(desc="scan", unit="text", unit_scale=True, disable=not progress, smoothing=0.1)
+    try:
+        for chunk in _chunks(iter_records(source, fmt_in, text_field, id_field), chunk_size):
+            chunk, over = _cut_at_error_limit(chunk, n_errors, max_errors)
+            rows, bad = _score(chunk, classifier, spans)
+            writer.write(rows)
+            writer.commit()
+            if errors is not None:
+                errors.write(bad)
+                errors.commit()
+            else:
+                for row in bad:
+                    print(f"harmscan: bad row: line {row['line']}: {row['error']}", file=sys.stderr)
+            first = first or (f"line {bad[0]['line']}: {bad[0]['error']}" if bad else None)
+            n_errors += len(bad)
+            records += len(chunk)
+            flagged += sum(r["decision"] == "flag" for r in rows)
+            bar.update(len(chunk))
+            if over:
+                where = str(errors_path) if errors_path else "stderr"
+                raise _too_many_errors(n_errors, max_errors, first, where, f"{writer.rows} rows were written")
+        writer.finish()
+        if errors is not None:
+            errors.finish()
+    finally:
+        bar.close()
+        if errors is not None:
+            errors.close()
+    seconds = time.perf_counter() - start
+    return ScanSummary(
+        output=Path("-"), errors_path=Path(errors_path) if errors_path and n_errors else None, records=records,
+        rows=writer.rows, flagged=flagged, errors=n_errors, resumed_from=0, seconds=seconds,
+        texts_per_s=writer.rows / seconds if seconds > 0 else 0.0, complete=True, first_error=first,
+    )
+
+
+def _cut_at_error_limit(chunk: list[Record], so_far: int, max_errors: int | None) -> tuple[list[Record], bool]:
+    """The chunk up to and including the bad row that passes `max_errors`, and whether it was reached: the
+    scan then stops exactly there, whatever the chunk size."""
+    if max_errors is None:
+        return chunk, False
+    allowed = max_errors - so_far
+    for i, r in enumerate(chunk):
+        if r.error is not None or r.text is None:
+            if allowed == 0:
+                return chunk[: i + 1], True
+            allowed -= 1
+    return chunk, False
+
+
+def _too_many_errors(n: int, limit: int | None, first: str | None, where: str, kept: str) -> RowsFailedError:
+    return RowsFailedError(
+        f"scan stopped: {n} bad rows, more than --max-errors {limit} (first: {first}); bad rows in {where}; "
+        f"{kept}. Fix the input (or --text-field) and rerun with --overwrite"
+    )
+
+
+def _first_error(errors_file: Path) -> str | None:
+    try:
+        with open(errors_file, encoding="utf-8") as fh:
+            row = json.loads(fh.readline())
+        return f"line {row['line']}: {row['error']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- chunks --------------------------------------------------------------------------------------------
@@ -261,4 +372,5 @@ def _summary(
         seconds=seconds,
         texts_per_s=scanned / seconds if seconds > 0 else 0.0,
         complete=bool(state.get("complete")),
+        first_error=_first_error(errors_file) if n_errors else None,
     )

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from harmscan.errors import InputError, require
 
@@ -70,10 +70,12 @@ class RowWriter(Protocol):
 
 class JsonlWriter:
     """JSON lines, appended; `commit()` fsyncs and returns {"bytes", "rows"}. The file is created on the first
-    row, so an errors file only appears when there are errors."""
+    row, so an errors file only appears when there are errors; `keep_empty` makes `finish()` leave an empty
+    file when there were none (a scan's output: an empty input gives an empty, valid JSONL file)."""
 
-    def __init__(self, path: Path, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path, state: dict[str, Any] | None = None, keep_empty: bool = False) -> None:
         self.path = path
+        self.keep_empty = keep_empty
         self.rows = int(state["rows"]) if state else 0
         self._offset = int(state["bytes"]) if state else 0
         self._fh: Any = None
@@ -112,11 +114,37 @@ class JsonlWriter:
 
     def finish(self) -> None:
         self.close()
+        if self.keep_empty and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+class StreamWriter:
+    """JSON lines to an open text stream (stdout for `-o -`). Nothing to resume: `commit()` only flushes,
+    so a reader downstream of a pipe sees each chunk as soon as it is scored."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.rows = 0
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.stream.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows))
+        self.rows += len(rows)
+
+    def commit(self) -> dict[str, Any]:
+        self.stream.flush()
+        return {"rows": self.rows}
+
+    def finish(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
 
 
 class ParquetWriter:

@@ -40,7 +40,6 @@ class TemperatureScaler:
     bias_: float = 0.0
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureScaler:
-        scipy_optimize = require("scipy.optimize", "train")
         z = np.asarray(logits, dtype=np.float64)
         t = np.asarray(y, dtype=np.float64)
         # Fit on standardised logits: the optimiser then sees the same scale whatever the model's logit
@@ -57,12 +56,17 @@ class TemperatureScaler:
             return float(loss.mean()), np.array([np.mean(g * zs), np.mean(g)])
 
         # a > 0 keeps the map increasing: calibration must never reorder texts.
-        x0 = np.array([sd, mu])  # the identity map, p = sigmoid(z), in standardised terms
-        res = scipy_optimize.minimize(
-            nll, x0=np.clip(x0, [1e-4, -50.0], [1e3, 50.0]), jac=True, method="L-BFGS-B",
-            bounds=[(1e-4, 1e3), (-50.0, 50.0)], options={"maxiter": self.max_iter},
-        )
-        a, b = res.x
+        x0 = np.clip(np.array([sd, mu]), _LOW, _HIGH)  # the identity map, p = sigmoid(z), in standardised terms
+        try:
+            import scipy.optimize as scipy_optimize
+        except ImportError:  # the base install (`calibrate --labels`): the same convex fit, by Newton's method
+            a, b = _newton(nll, zs, t, x0, self.max_iter)
+        else:
+            res = scipy_optimize.minimize(
+                nll, x0=x0, jac=True, method="L-BFGS-B", bounds=list(zip(_LOW, _HIGH, strict=True)),
+                options={"maxiter": self.max_iter},
+            )
+            a, b = res.x
         # sigmoid(a (z - mu) / sd + b) = sigmoid(z / T + bias)
         self.temperature_ = float(sd / a)
         self.bias_ = float(b - a * mu / sd)
@@ -70,6 +74,38 @@ class TemperatureScaler:
 
     def params(self) -> dict[str, float]:
         return {"temperature": self.temperature_, "bias": self.bias_}
+
+
+_LOW, _HIGH = np.array([1e-4, -50.0]), np.array([1e3, 50.0])  # bounds of (slope, bias), standardised
+
+
+def _newton(nll: Any, zs: np.ndarray, t: np.ndarray, x0: np.ndarray, max_iter: int) -> tuple[float, float]:
+    """Minimise the two-parameter logistic loss without scipy: damped Newton steps kept within the bounds.
+    The loss is convex, so this reaches the optimum L-BFGS-B finds (tests check they agree)."""
+    x = x0.copy()
+    loss, grad = nll(x)
+    for _ in range(max_iter):
+        p = sigmoid(x[0] * zs + x[1])
+        w = p * (1.0 - p)
+        hess = np.array([[np.mean(w * zs * zs), np.mean(w * zs)], [np.mean(w * zs), np.mean(w)]])
+        try:
+            step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)
+        except np.linalg.LinAlgError:
+            step = grad
+        scale = 1.0
+        while scale > 1e-8:  # backtrack until the loss goes down
+            cand = np.clip(x - scale * step, _LOW, _HIGH)
+            cand_loss, cand_grad = nll(cand)
+            if cand_loss <= loss:
+                break
+            scale /= 2.0
+        else:
+            break
+        converged = abs(loss - cand_loss) < 1e-14 and np.max(np.abs(cand - x)) < 1e-10
+        x, loss, grad = cand, cand_loss, cand_grad
+        if converged:
+            break
+    return float(x[0]), float(x[1])
 
 
 @dataclass
@@ -172,13 +208,7 @@ def calibrate_bundle(
     params["variant"] = clf.variant
     params["dataset"] = str(Path(dataset_dir))
     params["test"] = figures["test"]
-    thresholds = clf.bundle.manifest.get("thresholds") or {}
-    clf.bundle.update(calibration=params)
-    tuned_under = thresholds.get("calibration")
-    if tuned_under is not None and tuned_under != calibration_id(params):
-        log.warning(
-            "the bundle's thresholds were chosen under the previous calibration: rerun `harmscan thresholds`"
-        )
+    _store(clf.bundle, params)
     return {
         "method": method,
         "bundle": str(bundle_dir),
@@ -187,6 +217,69 @@ def calibrate_bundle(
         "test": figures["test"],
         "validation": figures["validation"],
     }
+
+
+def calibrate_on_labels(
+    bundle_dir: str | Path,
+    labels_path: str | Path,
+    method: str = "temperature",
+    *,
+    text_field: str = "text",
+    variant: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit calibration on a user's own labelled file (see `harmscan.eval.labelled`) and write it into the
+    bundle, torch-free: the texts are scored with the bundle's ONNX session (raw logits, which a scan
+    output's calibrated scores are not, so the text column is required). A label without a column keeps
+    its current calibration when the method is the same, else stays uncalibrated. Figures are the file's
+    own (in-sample): there is no held-out split."""
+    from harmscan.classifiers import HarmClassifier
+    from harmscan.eval.labelled import read_labelled
+    from harmscan.eval.scores import score_labelled
+
+    if method not in METHODS:
+        raise InputError(f"unknown calibration method {method!r}: use one of {', '.join(METHODS)}")
+    clf = HarmClassifier.load(bundle_dir, variant=variant, threads=threads)
+    names = list(clf.labels)
+    labelled = read_labelled(labels_path, names, text_field=text_field, need_text=True)
+    scored = score_labelled(clf, labelled, progress=progress)
+    cols = [names.index(n) for n in labelled.present]  # a label without a column: nothing to fit on
+    params = fit_calibration(scored.logits[:, cols], scored.labels[:, cols], scored.mask[:, cols],
+                             labelled.present, method)
+    previous = clf.bundle.calibration
+    kept = {}
+    if previous.get("method") == method:
+        for name in names:
+            if name not in labelled.present and name in (previous.get("per_label") or {}):
+                kept[name] = params["per_label"][name] = previous["per_label"][name]
+    figures = calibration_figures(scored.logits, scored.labels, scored.mask, names, params)
+    params["fitted_on"] = str(labelled.path)
+    params["variant"] = clf.variant
+    params["in_sample"] = {n: figures[n] for n in labelled.present}
+    if kept:
+        params["kept"] = sorted(kept)
+    _store(clf.bundle, params)
+    return {
+        "method": method,
+        "bundle": str(bundle_dir),
+        "labels": str(labelled.path),
+        "per_label": {n: params["per_label"].get(n) for n in names},
+        "present": list(labelled.present),
+        "kept": sorted(kept),
+        "skipped": params.get("skipped", {}),
+        "in_sample": params["in_sample"],
+    }
+
+
+def _store(bundle: Any, params: dict[str, Any]) -> None:
+    thresholds = bundle.manifest.get("thresholds") or {}
+    bundle.update(calibration=params)
+    tuned_under = thresholds.get("calibration")
+    if tuned_under is not None and tuned_under != calibration_id(params):
+        log.warning(
+            "the bundle's thresholds were chosen under the previous calibration: rerun `harmscan thresholds`"
+        )
 
 
 def calibration_id(params: dict[str, Any]) -> str:

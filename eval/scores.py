@@ -138,6 +138,29 @@ def score_split(
     return ScoredSplit(probs, (labels > 0.5).astype(np.int8), mask, list(ds["source"]), logits)
 
 
+def score_labelled(
+    classifier: Any,
+    labelled: Any,
+    *,
+    progress: bool = True,
+) -> ScoredSplit:
+    """The second way to a scored split: a user's labelled file (`harmscan.eval.labelled.read_labelled`)
+    instead of a built dataset. Its texts are scored with `classifier` (ONNX Runtime only: no torch,
+    transformers or datasets); a scan output's scores are used as they are when the file has no texts
+    to score (`classifier` may then be None), and its logits are then those of the given probabilities."""
+    if labelled.texts is not None:
+        if classifier is None:
+            raise DataError(f"{labelled.path}: its texts need a bundle to score them: pass --bundle")
+        logits = predict_logits(classifier, labelled.texts, progress, desc=f"scoring {labelled.path.name}")
+        probs = apply_calibration(logits, classifier.bundle.calibration, labelled.names)
+    else:
+        probs = np.asarray(labelled.scores, dtype=np.float32)
+        clipped = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+        logits = np.log(clipped / (1 - clipped)).astype(np.float32)
+    sources = [labelled.path.name] * len(labelled)
+    return ScoredSplit(probs, labelled.labels, labelled.mask, sources, logits)
+
+
 def score_dataset(
     classifier: Any, dataset_dir: str | Path, split: str = "test", *, cache: bool = True, progress: bool = True
 ) -> ScoredSplit:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harmscan.classifiers.policy import Policy
+from harmscan.classifiers.policy import DEFAULT_THRESHOLD, Policy
 from harmscan.errors import InputError
 from harmscan.eval.scores import ScoredSplit
 from harmscan.eval.tables import AT_THRESHOLD, figures
@@ -288,15 +288,92 @@ def tune_thresholds(
     result["calibration_method"] = clf.bundle.calibration.get("method", "none")
     result["variant"] = clf.variant
     result["dataset"] = str(Path(dataset_dir))
-    result = jsonable(result)
+    return _store(jsonable(result), policy_out, clf.bundle)
+
+
+def tune_thresholds_on_labels(
+    labels_path: str | Path,
+    bundle_dir: str | Path | None = None,
+    objective: str | Mapping[str, str] = "f1",
+    prevalence: str | float | Mapping[str, float] | None = None,
+    policy_out: str | Path | None = None,
+    *,
+    text_field: str = "text",
+    variant: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Choose thresholds on a user's own labelled file (see `harmscan.eval.labelled`), torch-free.
+
+    Its texts are scored with the bundle's ONNX session, or a scan output's scores are used as they are
+    (then `bundle_dir` is optional). Same objectives and choice as `tune_thresholds`, on the whole file
+    (there is no held-out test split: the figures reported are the file's own). A label without a column
+    keeps the bundle's threshold (0.5 without a bundle). Written to `policy_out` (YAML or JSON by suffix),
+    else into the bundle.
+    """
+    from harmscan.classifiers.bundle import Bundle
+    from harmscan.eval.calibrate import calibration_id
+    from harmscan.eval.jsonutil import jsonable
+    from harmscan.eval.labelled import read_labelled
+    from harmscan.eval.scores import score_labelled
+
+    bundle = Bundle.load(bundle_dir) if bundle_dir is not None else None
+    names = bundle.label_names if bundle is not None else None
+    labelled = read_labelled(labels_path, names, text_field=text_field)
+    names = labelled.names
+    objectives = parse_objectives(objective, names)
+    prev = parse_prevalence(prevalence, names)
+    clf = None
+    if labelled.texts is not None:
+        from harmscan.classifiers import HarmClassifier
+
+        if bundle is None:
+            raise InputError(f"{labels_path} has texts but no scores: pass --bundle to score them")
+        clf = HarmClassifier.load(bundle, variant=variant, threads=threads)
+    scored = score_labelled(clf, labelled, progress=progress)
+    # Only the labels the file has: one without a column is unknown on every row, nothing to tune on.
+    cols = [names.index(n) for n in labelled.present]
+    present = ScoredSplit(*(a[:, cols] for a in (scored.probs, scored.labels, scored.mask)), scored.sources,
+                          scored.logits[:, cols])
+    tuned = tune_from_scores(present, None, labelled.present, objectives, prev)
+    kept = bundle.policy.thresholds if bundle is not None else {}
+    result = {**tuned, "thresholds": {}, "objective": {}, "validation": {}}
+    for name in names:
+        if name in labelled.present:
+            for key in ("thresholds", "objective", "validation"):
+                result[key][name] = tuned[key][name]
+        else:
+            result["thresholds"][name] = float(kept.get(name, DEFAULT_THRESHOLD))
+            result["objective"][name] = "kept"
+            result["validation"][name] = {"n": 0, "n_pos": 0, "attained": False,
+                                          "reason": f"no '{name}' column in {labelled.path.name}: threshold kept"}
+    result["chosen_on"] = str(labelled.path)
+    result["scores_from"] = "bundle" if clf is not None else "file"
+    if clf is not None:
+        result["calibration"] = calibration_id(clf.bundle.calibration)
+        result["calibration_method"] = clf.bundle.calibration.get("method", "none")
+        result["variant"] = clf.variant
+    if policy_out is None and bundle is None:
+        raise InputError("nowhere to write the thresholds: pass -o policy.yaml (or --bundle to update it)")
+    return _store(jsonable(result), policy_out, bundle)
+
+
+def _store(result: dict[str, Any], policy_out: str | Path | None, bundle: Any) -> dict[str, Any]:
+    """Write the chosen thresholds to a policy file, or into the bundle's manifest; -> result + written_to."""
     policy = Policy(dict(result["thresholds"]), {k: v for k, v in result.items() if k != "thresholds"})
     if policy_out is not None:
+        out = Path(policy_out)
         try:
-            policy.save(policy_out)
+            if out.suffix.lower() in (".yaml", ".yml"):  # `scan --policy` reads either, by suffix
+                import yaml
+
+                out.write_text(yaml.safe_dump(policy.to_dict(), sort_keys=False), encoding="utf-8")
+            else:
+                policy.save(out)
         except OSError as exc:
             raise InputError(f"cannot write policy file {policy_out}: {exc.strerror}") from None
         result["written_to"] = str(policy_out)
     else:
-        clf.bundle.update(thresholds=policy.to_dict())
-        result["written_to"] = str(Path(bundle_dir) / "harmscan.json")
+        bundle.update(thresholds=policy.to_dict())
+        result["written_to"] = str(Path(bundle.path) / "harmscan.json")
     return result

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from harmscan import __version__
-from harmscan.errors import HarmscanError
+from harmscan.errors import HarmscanError, missing_extra
 
 # Modules with a `register(subparsers)` function, in help order.
 COMMAND_MODULES = (
@@ -55,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"harmscan: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:
+        # An optional dependency imported lazily anywhere below a handler: name the extra, not a traceback.
+        known = missing_extra(exc)
+        if known is None or args.verbose:
+            raise
+        print(f"harmscan: error: {known}", file=sys.stderr)
+        return known.exit_code
     except KeyboardInterrupt:
         print("harmscan: interrupted", file=sys.stderr)
         return 130

