@@ -53,7 +53,7 @@ class ScanResult:
 
     scores: dict[str, float]
     flagged: list[str]
-    decision: str  # "flag" | "allow"
+    decision: str  # "flag" | "allow"; with a policy with actions, the action taken on an input
     span: dict[str, Any] | None = None
     windows: int = 1
 
@@ -193,6 +193,7 @@ class HarmClassifier:
         inf = self._infer(items, want_spans=return_spans)
         probs = apply_calibration(inf.logits, self.calibration, self.labels)
         flags = policy.flags(probs, self.labels)
+        decisions = policy.decisions(probs, self.labels, "input", lengths=[len(t) for t in items])
         results = []
         for i, text in enumerate(items):
             flagged = [name for name, f in zip(self.labels, flags[i], strict=True) if f]
@@ -208,7 +209,7 @@ class HarmClassifier:
                 ScanResult(
                     scores={name: float(p) for name, p in zip(self.labels, probs[i], strict=True)},
                     flagged=flagged,
-                    decision="flag" if flagged else "allow",
+                    decision=decisions[i].action,
                     span=span,
                     windows=int(inf.counts[i]),
                 )

@@ -41,29 +41,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--path", action="append", default=[], type=Path, help="the benchmark's published file")
     p.add_argument(
-        "--data-dir", help="data sources for the identity-term audit (default: $HARMSCAN_DATA_DIR, if present)"
+        "--data-dir",
+        help="data sources for the external sources and the identity-term audit (default: $HARMSCAN_DATA_DIR, "
+        "if present)",
     )
+    ext = p.add_mutually_exclusive_group()
+    ext.add_argument(
+        "--external-sources",
+        help="score these whole sources, never trained on, first in the report: 'gsm8k,banking77:2000' "
+        "(NAME:CAP scores a fixed subsample; default: the sources the dataset's recipe lists under external:; "
+        "needs no --data)",
+    )
+    ext.add_argument("--no-external", action="store_true", help="skip the external sources")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("calibrate", help="fit per-label calibration on the validation split into the bundle")
-    _common(p)
-    p.add_argument("--data", type=Path, help="built dataset (default: the one the quickstart builds)")
-    p.add_argument("--method", default="temperature", choices=["temperature", "isotonic"])
+    p = sub.add_parser(
+        "calibrate",
+        help="fit per-label calibration into the bundle, on a built dataset's validation split or on your own labels",
+    )
+    _tuning_common(p, bundle_required=True)
+    p.add_argument("--method", default="temperature", choices=["temperature", "isotonic"],
+                   help="temperature (Platt: p = sigmoid(z/T + b), default) or isotonic (needs harmscan[train])")
     p.set_defaults(func=_calibrate)
 
-    p = sub.add_parser("thresholds", help="choose per-label thresholds on validation; report them on test")
-    _common(p)
-    p.add_argument("--data", type=Path, help="built dataset (default: the one the quickstart builds)")
+    p = sub.add_parser(
+        "thresholds",
+        help="choose per-label thresholds on a built dataset's validation split (reported on test) or on your "
+        "own labels",
+    )
+    _tuning_common(p, bundle_required=False)
     p.add_argument("--objective", default="f1", help=OBJECTIVE_HELP)
     p.add_argument(
         "--prevalence",
         help="your traffic's base rate, one number for all labels or 'toxicity=0.05,violence=0.005': "
         "validation is re-weighted to it before a precision or F1 operating point is chosen",
     )
-    p.add_argument("--policy-out", type=Path, help="write a policy file instead of updating the bundle")
+    p.add_argument("-o", "--policy-out", type=Path,
+                   help="write a policy file (.yaml or .json) for `scan --policy` / `serve --policy` instead of "
+                   "updating the bundle")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
     p.set_defaults(func=_thresholds)
+
+
+LABELS_HELP = (
+    "your own labelled file instead of --data: CSV / TSV / JSONL / Parquet with a text column and one 0/1 "
+    "column per label (empty = unknown; a label without a column is left as it is), or a `harmscan scan` "
+    "output joined with such columns (its scores are then used, no model runs). Needs only the base install"
+)
+
+
+def _tuning_common(p: argparse.ArgumentParser, bundle_required: bool) -> None:
+    """`calibrate` and `thresholds`: a built dataset (--data) or the user's labels (--labels)."""
+    p.add_argument(
+        "--bundle", type=Path, required=bundle_required,
+        help="a bundle folder written by `harmscan export`"
+        + ("" if bundle_required else " (optional with --labels when the file carries a scan's scores)"),
+    )
+    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"], help="model variant")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="built dataset (default: the one the quickstart builds)")
+    source.add_argument("--labels", type=Path, metavar="FILE", help=LABELS_HELP)
+    p.add_argument("--text-field", default="text", help="with --labels: the column holding the text (default: text)")
 
 
 def _dataset(args: argparse.Namespace) -> Path:
@@ -84,28 +125,65 @@ def _print(obj: Any) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from harmscan.eval.calibrate import calibrate_bundle
+    from harmscan.eval.calibrate import calibrate_bundle, calibrate_on_labels
 
+    if args.labels:
+        result = calibrate_on_labels(
+            args.bundle, args.labels, args.method, text_field=args.text_field, variant=args.variant,
+            threads=args.threads, progress=not args.no_progress,
+        )
+        print(f"calibration ({args.method}, fitted on {args.labels}) written to {args.bundle / 'harmscan.json'}")
+        _print_calibration(result["in_sample"], "on the labels file (in-sample)")
+        for name in result["kept"]:
+            print(f"{name}: no column in {args.labels}: its calibration is kept")
+        for name, why in result["skipped"].items():
+            print(f"{name}: left uncalibrated ({why})")
+        return 0
     result = calibrate_bundle(
         args.bundle, _dataset(args), args.method, variant=args.variant, threads=args.threads,
         progress=not args.no_progress,
     )
-    rows = result["test"]
     print(f"calibration ({args.method}, fitted on validation) written to {args.bundle / 'harmscan.json'}")
-    print(f"{'label':<16}{'pos rate':>9}{'ECE before':>12}{'ECE after':>11}{'Brier before':>14}{'Brier after':>13}")
-    for name, r in rows.items():
-        print(
-            f"{name:<16}{r['positive_rate']:>9.3f}{r['ece_before']:>12.4f}{r['ece_after']:>11.4f}"
-            f"{r['brier_before']:>14.4f}{r['brier_after']:>13.4f}"
-        )
+    _print_calibration(result["test"], "on test")
     for name, why in result["skipped"].items():
         print(f"{name}: left uncalibrated ({why})")
     return 0
 
 
-def _thresholds(args: argparse.Namespace) -> int:
-    from harmscan.eval.thresholds import tune_thresholds
+def _print_calibration(rows: dict[str, dict[str, float]], where: str) -> None:
+    print(f"{'label':<16}{'pos rate':>9}{'ECE before':>12}{'ECE after':>11}{'Brier before':>14}{'Brier after':>13}"
+          f"  ({where})")
+    for name, r in rows.items():
+        print(
+            f"{name:<16}{r['positive_rate']:>9.3f}{r['ece_before']:>12.4f}{r['ece_after']:>11.4f}"
+            f"{r['brier_before']:>14.4f}{r['brier_after']:>13.4f}"
+        )
 
+
+def _thresholds(args: argparse.Namespace) -> int:
+    from harmscan.errors import InputError
+    from harmscan.eval.thresholds import tune_thresholds, tune_thresholds_on_labels
+
+    if args.labels:
+        result = tune_thresholds_on_labels(
+            args.labels, args.bundle, objective=args.objective, prevalence=args.prevalence,
+            policy_out=args.policy_out, text_field=args.text_field, variant=args.variant, threads=args.threads,
+            progress=not args.no_progress,
+        )
+        print(f"thresholds chosen on {args.labels} ({result['scores_from']} scores), written to "
+              f"{result['written_to']}")
+        print(f"{'label':<16}{'objective':<18}{'threshold':>10}  rows / positives, precision / recall / FPR there")
+        for name, t in result["thresholds"].items():
+            v = result["validation"][name]
+            if not v.get("n"):
+                print(f"{name:<16}{'-':<18}{t:>10.4f}  {v.get('reason', '')}")
+                continue
+            there = " / ".join(_fmt(v.get(m)) for m in ("precision", "recall", "fpr"))
+            note = "" if v.get("attained", True) else "  (objective not reached)"
+            print(f"{name:<16}{result['objective'][name]:<18}{t:>10.4f}  {v['n']} / {v['n_pos']}, {there}{note}")
+        return 0
+    if args.bundle is None:
+        raise InputError("--bundle is required (without --labels, thresholds are chosen by scoring a dataset)")
     result = tune_thresholds(
         args.bundle, _dataset(args), objective=args.objective, prevalence=args.prevalence,
         policy_out=args.policy_out, variant=args.variant, threads=args.threads, n_boot=args.bootstrap,
@@ -130,13 +208,20 @@ def _fmt(x: float | None) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from harmscan.errors import InputError
+    from harmscan.errors import DataError, InputError
     from harmscan.eval.report_run import evaluate_bundle
 
     if len(args.benchmark) != len(args.path):
         raise InputError("give one --path per --benchmark (e.g. --benchmark xstest --path xstest_prompts.csv)")
-    if not args.data and not args.benchmark and not args.suite:
-        raise InputError("nothing to evaluate: pass --data DATASET, --benchmark NAME --path FILE, or --suite")
+    if not args.data and not args.benchmark and not args.suite and not args.external_sources:
+        raise InputError(
+            "nothing to evaluate: pass --data DATASET, --benchmark NAME --path FILE, --suite or --external-sources"
+        )
+    external_only = bool(args.external_sources) and not (args.data or args.benchmark or args.suite)
+    if external_only:  # the data dir is all there is to read: say so before loading the bundle
+        from harmscan.training.datadir import resolve_data_dir
+
+        resolve_data_dir(args.data_dir)
     thresholds = None
     if args.thresholds:
         from harmscan.eval.report_run import parse_threshold_overrides
@@ -147,7 +232,11 @@ def _eval(args: argparse.Namespace) -> int:
         suite=args.suite, benchmark=args.benchmark or None, benchmark_path=args.path or None,
         split=args.split, data_dir=args.data_dir, n_boot=args.bootstrap, variant=args.variant,
         threads=args.threads, thresholds=thresholds, progress=not args.no_progress,
+        external_sources=args.external_sources, external=not args.no_external,
     )
+    if external_only and not any(k.startswith("external:") for k in result["headline"]):
+        why = json.loads(Path(result["paths"]["json"]).read_text(encoding="utf-8"))["skipped"].get("external")
+        raise DataError(f"external validation did not run: {why}")
     for line in result.get("headline_lines", []):
         print(line)
     for kind, path in result["paths"].items():

@@ -47,6 +47,14 @@ class AuditLog:
                 "sha256": text_sha256(text), "scores": res["scores"], "flagged": res["flagged"],
                 "decision": res["decision"], "bundle": self.bundle,
             }, separators=(",", ":")))
+        self._append(lines)
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append ready-made records (the gateway's interventions, harmscan.classifiers.guard)."""
+        self._append([json.dumps({**r, "bundle": r.get("bundle") or self.bundle}, separators=(",", ":"))
+                      for r in records])
+
+    def _append(self, lines: list[str]) -> None:
         if not lines:
             return
         data = ("\n".join(lines) + "\n").encode("utf-8")

@@ -43,7 +43,8 @@ JSON_ENDPOINTS: dict[str, type[ScanRequest] | type[ModerationRequest]] = {
     "/v1/scan": ScanRequest,
     "/v1/moderations": ModerationRequest,
 }
-ENDPOINT_NAMES = {"/v1/scan": "scan", "/v1/moderations": "moderations", "/v1/labels": "labels"}
+ENDPOINT_NAMES = {"/v1/scan": "scan", "/v1/moderations": "moderations", "/v1/labels": "labels",
+                  "/v1/chat/completions": "chat_completions"}  # the last: the gateway (serving/gateway.py)
 REQUEST_ID_STATE = "harmscan_request_id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
