@@ -15,8 +15,10 @@ from typing import Any
 
 from harmscan.eval.jsonutil import jsonable
 
-# (id, heading) in report order; the HTML and Markdown both use these headings.
+# (id, heading) in report order; the HTML and Markdown both use these headings. External validation comes
+# first: sources never trained on are what model and recipe decisions are made on.
 SECTIONS: tuple[tuple[str, str], ...] = (
+    ("external", "External validation"),
     ("summary", "Summary"),
     ("per-source", "Per label × source"),
     ("curves", "PR and ROC curves"),
@@ -92,6 +94,82 @@ def source_tables(report: Mapping[str, Any]) -> dict[str, Table]:
         ]
         out[label] = (header, rows)
     return out
+
+
+def _external_heads(report: Mapping[str, Any]) -> list[str]:
+    sources = (report.get("external") or {}).get("sources") or []
+    heads: list[str] = []
+    for src in sources:
+        heads += [h for h in src.get("heads") or {} if h not in heads]
+    return heads
+
+
+def external_table(report: Mapping[str, Any]) -> Table | None:
+    """One row per external source: kind, rows, any-head FPR on benign rows, recall and AUPRC per head."""
+    sources = (report.get("external") or {}).get("sources") or []
+    if not sources:
+        return None
+    heads = _external_heads(report)
+    header = (["source", "kind", "rows", "benign rows", "any-head FPR on benign [95% CI]"]
+              + [f"recall {h}" for h in heads] + [f"AUPRC {h}" for h in heads])
+    rows = []
+    for src in sources:
+        by_head = src.get("heads") or {}
+        rows.append(
+            [src["name"], str(src.get("kind", "–")), fmt(src.get("rows")), fmt(src.get("benign_rows")),
+             _pct(src.get("any_head_fpr"))]
+            + [_pct((by_head.get(h) or {}).get("recall")) for h in heads]
+            + [fmt_ci((by_head.get(h) or {}).get("auprc")) for h in heads]
+        )
+    return header, rows
+
+
+def external_source_tables(src: Mapping[str, Any]) -> list[tuple[str, Table]]:
+    """Per head of one external source, then its most confident false positives."""
+    hrows = [
+        [head, fmt(h.get("pos")), fmt(h.get("neg")), fmt(h.get("unknown")), fmt(h.get("threshold"), 4),
+         _pct(h.get("fpr")), _pct(h.get("recall")), fmt_ci(h.get("auprc")), fmt_ci(h.get("roc_auc"))]
+        for head, h in (src.get("heads") or {}).items()
+    ]
+    tables: list[tuple[str, Table]] = [(
+        "per head",
+        (["head", "positives", "negatives", "unknown", "threshold", "FPR on negatives", "recall", "AUPRC",
+          "ROC-AUC"], hrows),
+    )]
+    fps = src.get("top_false_positives") or []
+    if fps:
+        frows = [
+            [fmt(fp.get("index")), str(fp.get("id") or "–"), ", ".join(fp.get("flagged_against_label") or []),
+             ", ".join(f"{h} {v:.3f}" for h, v in (fp.get("scores") or {}).items()),
+             " ".join(str(fp.get("text") or "").split())]
+            for fp in fps
+        ]
+        tables.append((
+            f"most confident false positives ({fmt(src.get('false_positive_rows'))} rows flagged against a known 0)",
+            (["row", "id", "flagged", "scores", "text (first 200 characters)"], frows),
+        ))
+    return tables
+
+
+def _external_intro(report: Mapping[str, Any]) -> list[str]:
+    ext = report.get("external") or {}
+    if not ext:
+        return []
+    thresholds = ", ".join(f"{k} {v:.3f}" for k, v in (ext.get("thresholds") or {}).items())
+    if ext.get("origin") == "recipe":
+        never = ("These sources were never trained on: the recipe holds them out whole (`external:`), and every "
+                 "training, validation or test row with the same text was dropped.")
+    else:
+        trained = [s["name"] for s in ext.get("sources") or [] if s.get("trained_on")]
+        never = (f"Sources given with --external-sources; the bundle's training record names {', '.join(trained)}: "
+                 "those figures are in-domain, not external." if trained else
+                 "Sources given with --external-sources; none is among the bundle's recorded training sources.")
+    lines = [never, f"Flagged at the policy's thresholds ({thresholds}); benign rows label no head 1 and some "
+                    "head 0, and a flag on a known-0 head is a false positive. Intervals: Wilson for rates, "
+                    "bootstrap for AUPRC."]
+    for name, why in (ext.get("unavailable") or {}).items():
+        lines.append(f"Not scored: {name}: {why}")
+    return lines
 
 
 def calibration_table(report: Mapping[str, Any]) -> Table | None:
@@ -205,7 +283,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if skipped:
             out.append(f"Not run: {skipped}")
             continue
-        if sid == "summary":
+        if sid == "external":
+            intro = _external_intro(report)
+            maybe = external_table(report)
+            if maybe:
+                out += [_md_table(maybe), ""]
+            out += intro[:1]
+            for src in (report.get("external") or {}).get("sources") or []:
+                out += ["", f"### {src['name']} ({src.get('licence', '–')})", ""]
+                for title, table in external_source_tables(src):
+                    out += [f"**{title}**", "", _md_table(table), ""]
+            out += intro[1:]
+        elif sid == "summary":
             out.append(_md_table(summary_table(report)))
         elif sid == "per-source":
             for label, table in source_tables(report).items():
@@ -341,7 +430,18 @@ def render_html(report: Mapping[str, Any], images: Images) -> str:
         if skipped:
             parts.append(_p([f"Not run: {skipped}"]) + "</section>")
             continue
-        if sid == "summary":
+        if sid == "external":
+            intro = _external_intro(report)
+            maybe = external_table(report)
+            if maybe:
+                parts.append(_html_table(maybe))
+            parts.append(_p(intro[:1]))
+            for src in (report.get("external") or {}).get("sources") or []:
+                parts.append(f"<h3>{html.escape(src['name'])} ({html.escape(str(src.get('licence', '–')))})</h3>")
+                for t_title, table in external_source_tables(src):
+                    parts.append(f"<h4>{html.escape(t_title)}</h4>{_html_table(table)}")
+            parts.append(_p(intro[1:]))
+        elif sid == "summary":
             parts.append(_html_table(summary_table(report)))
         elif sid == "per-source":
             for label, table in source_tables(report).items():

@@ -1,5 +1,8 @@
-"""`evaluate_bundle`: score a bundle on a dataset split, benchmarks, the identity audit and the suite,
-and write report.json / report.md / report.html.
+"""`evaluate_bundle`: score a bundle on its external sources, a dataset split, benchmarks, the identity audit
+and the suite, and write report.json / report.md / report.html.
+
+External sources (never trained on: `harmscan.eval.external`) come first, in the report and the headline:
+model and recipe decisions are made on them, not on in-domain splits that share their sources with training.
 
 One threshold set everywhere: the policy is the bundle's (or a policy file, or the bundle's with
 overrides), loaded into the HarmClassifier exactly as `scan` and `serve` load it.
@@ -93,8 +96,11 @@ def dataset_sections(
 
 
 def headline(report: Mapping[str, Any]) -> dict[str, Any]:
-    """A few numbers per label (and suite / audit / benchmark headlines) for the caller to print."""
-    out: dict[str, Any] = {}
+    """External figures first (worst any-head FPR on benign external rows, AUPRC per source and head), then
+    a few numbers per label and the suite / audit / benchmark headlines, for the caller to print."""
+    from harmscan.eval.external import headline_figures
+
+    out: dict[str, Any] = headline_figures(report.get("external"))
     for label, fig in (report.get("summary") or {}).items():
         out[label] = {k: (fig.get(k) or {}).get("value") for k in ("roc_auc", "auprc", "precision", "recall", "fpr",
                                                                      "ece")}
@@ -152,9 +158,13 @@ def evaluate_bundle(
     variant: str = "auto",
     threads: int | None = None,
     progress: bool = True,
+    external_sources: str | Sequence[Any] | None = None,
+    external: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a bundle and write report.json, report.md and report.html into out_dir.
 
+    External sources: `external_sources` ('a,b:2000' or ExternalSpecs) when given, else those the dataset's
+    recipe names (its harmscan_data.json); read from `data_dir`. `external=False` turns them off.
     Returns {"paths": {json, markdown, html}, "headline": {...}, "headline_lines": [...]}.
     """
     from harmscan.classifiers import HarmClassifier
@@ -162,6 +172,7 @@ def evaluate_bundle(
 
     started = time.monotonic()
     benches = _pair_benchmarks(benchmark, benchmark_path)
+    ext_specs, ext_origin, data_summary = _external_specs(external_sources, dataset_dir, external)
     clf = HarmClassifier.load(bundle_dir, variant=variant, threads=threads)
     names = list(clf.labels)
     pol, pol_source = _resolve_policy(policy, names, clf.policy)
@@ -187,6 +198,8 @@ def evaluate_bundle(
             "the thresholds were chosen under a different calibration than the bundle now has: "
             "rerun `harmscan thresholds`"
         )
+    _run_external(report, clf, pol, ext_specs, ext_origin, data_summary, data_dir, external, n_boot, seed,
+                  progress)
     images: dict[str, list[tuple[str, str]]] = {}
     train_texts: list[str] | None = None
     dataset_sids = ("summary", "per-source", "curves", "reliability", "histograms", "threshold-curves")
@@ -242,6 +255,54 @@ def _pair_benchmarks(
         if not Path(path).is_file():
             raise InputError(f"benchmark file {path} does not exist: pass the published file with --path")
     return [(n, Path(p)) for n, p in zip(names, paths, strict=True)]
+
+
+def _external_specs(
+    given: str | Sequence[Any] | None, dataset_dir: str | Path | None, enabled: bool
+) -> tuple[list[Any], str, dict[str, Any] | None]:
+    """(specs, origin, dataset summary): checked before any slow scoring."""
+    import json
+
+    from harmscan.eval.external import check_names, parse_external_sources, specs_from_summary
+    from harmscan.training.recipe import ExternalSpec
+
+    summary: dict[str, Any] | None = None
+    if dataset_dir is not None:
+        path = Path(dataset_dir) / "harmscan_data.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError):
+            summary = None  # score_split reports an unreadable dataset in its own words
+    if not enabled:
+        return [], "disabled", summary
+    if given is not None:
+        specs = parse_external_sources(given) if isinstance(given, str) else [
+            s if isinstance(s, ExternalSpec) else ExternalSpec(str(s)) for s in given
+        ]
+        check_names(specs)
+        return specs, "given", summary
+    return specs_from_summary(summary or {}), "recipe", summary
+
+
+def _run_external(
+    report: dict[str, Any], clf: Any, pol: Policy, specs: Sequence[Any], origin: str,
+    data_summary: Mapping[str, Any] | None, data_dir: str | Path | None, enabled: bool, n_boot: int, seed: int,
+    progress: bool,
+) -> None:
+    from harmscan.eval.external import run_external
+
+    if not enabled:
+        report["skipped"]["external"] = "disabled (--no-external)"
+        return
+    section, why, warnings = run_external(
+        clf, specs, data_dir, pol.thresholds, origin=origin, dataset_summary=data_summary, n_boot=n_boot,
+        seed=seed, progress=progress,
+    )
+    report["warnings"].extend(warnings)
+    if section is None:
+        report["skipped"]["external"] = why
+    else:
+        report["external"] = section
 
 
 def _run_audit(

@@ -11,23 +11,31 @@ Steps, each explicit because each changes what the model learns:
    signature, deterministically from the seed;
 5. add augmentation to the train split only (behavioural-suite train templates, obfuscated copies of
    positives), so validation and test stay pure data.
+
+A recipe's `external:` sources are read too but never stored: every row of any split, augmentation
+included, whose dedup key equals one of theirs is dropped, so no external text is trained on even as
+another source's duplicate. `harmscan eval` re-reads them from the data dir (`read_external`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harmscan.errors import DataError
 from harmscan.labels import Taxonomy, load_taxonomy
 from harmscan.text import dedup_key, normalize_text
-from harmscan.training.recipe import Recipe
+from harmscan.training.recipe import ExternalSpec, Recipe
+
+if TYPE_CHECKING:
+    from harmscan.training.sources import Example, Source
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +69,88 @@ def merge_labels(a: dict[str, int | None], b: dict[str, int | None], heads: Sequ
     return out
 
 
+def example_row(
+    ex: Example, heads: Sequence[str], source: str, weight: float = 1.0, drop_heads: Sequence[str] = ()
+) -> Row | None:
+    """The row a source example becomes (normalised, cut to MAX_CHARS), or None when it is empty or labels
+    no head: a row that labels no head adds no loss and no metric."""
+    text = normalize_text(ex.text)[:MAX_CHARS]
+    if not text:
+        return None
+    labels = {h: (None if h in drop_heads else ex.labels.get(h)) for h in heads}
+    if all(v is None for v in labels.values()):
+        return None
+    return Row(text, dedup_key(text), labels, source, weight)
+
+
+@dataclass
+class ExternalSet:
+    """One external source as it is scored: its labelled rows (deduplicated, capped) in source order."""
+
+    name: str
+    source: Source
+    rows: list[Row]
+    index: list[int]  # each row's position in the source reader's output (to find it upstream)
+    ids: list[str]  # the reader's id for the row where it gives one, else ""
+    rows_read: int  # labelled, deduplicated rows before the cap
+    cap: int | None
+    keys: set[str]  # the dedup key of every text of the source, labelled or not, capped or not
+
+
+def _cap_order(key: str) -> str:
+    # A subsample fixed by the texts alone: the same rows on every machine, with any seed and any reader order.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def read_external(
+    spec: ExternalSpec, data_dir: Path, heads: Sequence[str], registry: dict[str, Source] | None = None
+) -> ExternalSet:
+    """Read an external source with the training normalisation and dedup key; cap it deterministically."""
+    from harmscan.training.sources import all_sources, iter_examples
+
+    registry = registry if registry is not None else all_sources()
+    if spec.name not in registry:
+        raise DataError(f"unknown external source {spec.name!r}; known sources: {', '.join(sorted(registry))}")
+    source = registry[spec.name]
+    by_key: dict[str, int] = {}
+    rows: list[Row] = []
+    index: list[int] = []
+    ids: list[str] = []
+    keys: set[str] = set()
+    for i, ex in enumerate(iter_examples(source, data_dir)):
+        key = dedup_key(normalize_text(ex.text)[:MAX_CHARS])
+        if key:
+            keys.add(key)
+        row = example_row(ex, heads, spec.name)
+        if row is None or not row.key:
+            continue
+        if row.key in by_key:  # a text repeated within the source counts once, labels merged as in training
+            first = rows[by_key[row.key]]
+            first.labels = merge_labels(first.labels, row.labels, heads)
+            continue
+        by_key[row.key] = len(rows)
+        rows.append(row)
+        index.append(i)
+        ids.append(str(ex.meta.get("id", "")) if ex.meta else "")
+    n = len(rows)
+    keep = list(range(n))
+    if spec.cap is not None and n > spec.cap:
+        keep = sorted(sorted(keep, key=lambda j: _cap_order(rows[j].key))[: spec.cap])
+    return ExternalSet(
+        spec.name, source, [rows[j] for j in keep], [index[j] for j in keep], [ids[j] for j in keep], n,
+        spec.cap, keys,
+    )
+
+
 def read_recipe_sources(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy) -> tuple[list[Row], dict[str, Any]]:
     from harmscan.training.sources import all_sources, iter_examples
 
     registry = all_sources()
+    recipe.check_sources(registry)
     heads = taxonomy.names
     rows: list[Row] = []
     info: dict[str, Any] = {}
     for spec in recipe.sources:
-        if spec.name not in registry:
-            raise DataError(
-                f"recipe {recipe.path}: unknown source {spec.name!r}; known sources: {', '.join(sorted(registry))}"
-            )
         source = registry[spec.name]
         if recipe.commercial and not source.commercial_use:
             raise DataError(
@@ -81,14 +159,10 @@ def read_recipe_sources(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy) -> t
             )
         n = 0
         for ex in iter_examples(source, data_dir):
-            text = normalize_text(ex.text)[:MAX_CHARS]
-            if not text:
-                continue
-            labels = {h: (None if h in spec.drop_heads else ex.labels.get(h)) for h in heads}
-            if all(v is None for v in labels.values()):
-                continue  # a row that labels no head adds no loss and no metric
-            rows.append(Row(text, dedup_key(text), labels, spec.name, spec.weight))
-            n += 1
+            row = example_row(ex, heads, spec.name, spec.weight, spec.drop_heads)
+            if row is not None:
+                rows.append(row)
+                n += 1
         info[spec.name] = {
             "licence": source.licence,
             "commercial_use": source.commercial_use,
@@ -159,9 +233,26 @@ def assign_splits(rows: list[Row], heads: Sequence[str], fractions: dict[str, fl
     return out
 
 
-def augmentation_rows(recipe: Recipe, train: list[Row], heads: Sequence[str], exclude: set[str], seed: int) -> list[Row]:
+def augmentation_rows(
+    recipe: Recipe, train: list[Row], heads: Sequence[str], exclude: set[str], seed: int,
+    external: Mapping[str, list[str]] | None = None, dropped: dict[str, Counter[str]] | None = None,
+) -> list[Row]:
+    """Suite templates and obfuscated copies for the train split. A candidate whose key is an external
+    source's is left out (and counted in `dropped[external name][augmentation kind]`) before it can seed
+    an obfuscated copy."""
     aug = recipe.augment or {}
     rows: list[Row] = []
+    external = external or {}
+
+    def is_external(key: str, kind: str) -> bool:
+        names = external.get(key)
+        if not names:
+            return False
+        if dropped is not None:
+            for name in names:
+                dropped[name][kind] += 1
+        return True
+
     suite_cfg = aug.get("suite_train")
     if suite_cfg:
         from harmscan.eval.suite import training_examples
@@ -172,7 +263,7 @@ def augmentation_rows(recipe: Recipe, train: list[Row], heads: Sequence[str], ex
         for ex in training_examples(seed=seed, per_template=per_template):
             text = normalize_text(ex.text)
             key = dedup_key(text)
-            if key and key not in exclude:
+            if key and key not in exclude and not is_external(key, "suite_train"):
                 rows.append(Row(text, key, {h: ex.labels.get(h) for h in heads}, "suite_train", weight))
     obf_cfg = aug.get("obfuscation")
     if obf_cfg:
@@ -186,7 +277,7 @@ def augmentation_rows(recipe: Recipe, train: list[Row], heads: Sequence[str], ex
         for ex in augment_obfuscations(base, rate=rate, seed=seed):
             text = normalize_text(ex.text)
             key = dedup_key(text)
-            if key and key not in exclude:
+            if key and key not in exclude and not is_external(key, "augment_obfuscation"):
                 weight = weights.get(ex.meta.get("plain_text", ""), 1.0)
                 rows.append(Row(text, key, dict(ex.labels), "augment_obfuscation", weight))
     return rows
@@ -205,7 +296,21 @@ def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None)
     heads = taxonomy.names
     seed = int(recipe.split.get("seed", 13))
     rows, source_info = read_recipe_sources(recipe, data_dir, taxonomy)
+    external = read_recipe_external(recipe, data_dir, heads)
     rows, dedup_stats = dedup(rows, heads)
+    # External sources are never trained on: no row with one of their keys may feed any split.
+    external_keys: dict[str, list[str]] = defaultdict(list)
+    for ext in external.values():
+        for key in ext.keys:
+            external_keys[key].append(ext.name)
+    dropped: dict[str, Counter[str]] = {name: Counter() for name in external}
+    if external:
+        before = len(rows)
+        for row in rows:
+            for name in external_keys.get(row.key, ()):
+                dropped[name][row.source] += 1
+        rows = [r for r in rows if r.key not in external_keys]
+        dedup_stats["dropped_external_duplicates"] = before - len(rows)
     # The behavioural suite's test templates are held out: no row equal to one may feed training or tuning.
     held_out_suite = _suite_held_out_keys()
     before = len(rows)
@@ -220,7 +325,9 @@ def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None)
         kept.extend(cap_rows(by_source.get(spec.name, []), spec.cap, rng))
     splits = assign_splits(kept, heads, recipe.split, seed)
     held_out = {r.key for s in ("validation", "test") for r in splits[s]}
-    extra = augmentation_rows(recipe, splits["train"], heads, held_out | {r.key for r in splits["train"]}, seed)
+    extra = augmentation_rows(
+        recipe, splits["train"], heads, held_out | {r.key for r in splits["train"]}, seed, external_keys, dropped
+    )
     splits["train"].extend(extra)
     summary = {
         "recipe": recipe.to_dict(),
@@ -232,7 +339,44 @@ def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None)
         "counts": {s: count_labels(splits[s], heads) for s in SPLITS},
         "augmentation_rows": len(extra),
     }
+    if external:  # absent without `external:`, so such a recipe builds the same summary as before
+        summary["external"] = {name: external_info(ext, dropped[name]) for name, ext in external.items()}
     return splits, summary
+
+
+def read_recipe_external(recipe: Recipe, data_dir: Path, heads: Sequence[str]) -> dict[str, ExternalSet]:
+    from harmscan.training.sources import all_sources
+
+    registry = all_sources()
+    out: dict[str, ExternalSet] = {}
+    for spec in recipe.external:
+        ext = read_external(spec, data_dir, heads, registry)
+        if not ext.rows:
+            raise DataError(
+                f"recipe {recipe.path}: external source {spec.name!r} has no row labelling any of the heads "
+                f"{', '.join(heads)}: it cannot validate anything"
+            )
+        out[spec.name] = ext
+        log.info("external %s: %d rows (%d read)", spec.name, len(ext.rows), ext.rows_read)
+    return out
+
+
+def external_info(ext: ExternalSet, dropped: Counter[str]) -> dict[str, Any]:
+    """The summary's record of one external source: what it is, its terms, and what training lost to it."""
+    src = ext.source
+    return {
+        "rows": len(ext.rows),
+        "rows_read": ext.rows_read,
+        "cap": ext.cap,
+        "kind": src.kind,
+        "licence": src.licence,
+        "commercial_use": src.commercial_use,
+        "eval_only": bool(getattr(src, "eval_only", False)),
+        "origin": src.origin,
+        "commit": src.commit,
+        "dropped_duplicates": sum(dropped.values()),
+        "dropped_from": dict(sorted(dropped.items())),
+    }
 
 
 def count_labels(rows: Sequence[Row], heads: Sequence[str]) -> dict[str, Any]:

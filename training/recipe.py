@@ -2,6 +2,10 @@
 
 A recipe is data, not code: `harmscan data build --recipe NAME` and `harmscan train --recipe NAME` read the
 packaged `training/recipes/NAME.yaml`, or a path to any YAML file in the same format.
+
+`external:` names whole sources that are never trained on: no row of theirs (nor any training row with the
+same dedup key) reaches train, validation or test, and `harmscan eval` scores them after every run. It is a
+list of names, or a mapping name -> {cap: N} to score a deterministic subsample of a large source.
 """
 
 from __future__ import annotations
@@ -28,6 +32,24 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class ExternalSpec:
+    """A source held out whole for external validation; `cap` subsamples it deterministically."""
+
+    name: str
+    cap: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "cap": self.cap}
+
+
+# A misspelt key (say `externals:`) would silently train on what was meant to be held out: refuse it.
+RECIPE_KEYS = frozenset(
+    ("name", "description", "commercial", "sources", "external", "split", "augment", "train", "base_model",
+     "max_length")
+)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
@@ -39,6 +61,7 @@ class Recipe:
     base_model: str | None = None
     max_length: int = 128
     path: str = ""
+    external: tuple[ExternalSpec, ...] = ()
 
     def source(self, name: str) -> SourceSpec:
         for spec in self.sources:
@@ -47,7 +70,7 @@ class Recipe:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "commercial": self.commercial,
@@ -61,6 +84,23 @@ class Recipe:
             "augment": self.augment,
             "train": self.train,
         }
+        if self.external:  # absent when empty, so a recipe without it builds the same summary as before
+            out["external"] = [e.to_dict() for e in self.external]
+        return out
+
+    def check_sources(self, registry: Mapping[str, Any]) -> None:
+        """Every name is a known source; an `eval_only` source appears under `external:` only."""
+        for name in [s.name for s in self.sources] + [e.name for e in self.external]:
+            if name not in registry:
+                raise DataError(
+                    f"recipe {self.path}: unknown source {name!r}; known sources: {', '.join(sorted(registry))}"
+                )
+        for spec in self.sources:
+            if getattr(registry[spec.name], "eval_only", False):
+                raise DataError(
+                    f"recipe {self.path}: source {spec.name!r} is eval_only (never trained on): "
+                    "list it under `external:`, not `sources:`"
+                )
 
 
 def available_recipes() -> list[str]:
@@ -113,6 +153,19 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
             raise DataError(f"recipe {origin}: weight of {name!r} must be > 0 (remove the source instead)")
         cap = opts.get("cap")
         specs.append(SourceSpec(str(name), weight, int(cap) if cap else None, tuple(opts.get("drop_heads", ()))))
+    unknown_keys = set(map(str, data)) - RECIPE_KEYS
+    if unknown_keys:
+        raise DataError(
+            f"recipe {origin}: unknown key(s) {', '.join(sorted(unknown_keys))} "
+            f"(known: {', '.join(sorted(RECIPE_KEYS))})"
+        )
+    external = parse_external(data.get("external"), origin)
+    both = sorted({s.name for s in specs} & {e.name for e in external})
+    if both:
+        raise DataError(
+            f"recipe {origin}: {', '.join(both)} listed under both `sources:` and `external:`: "
+            "an external source is never trained on, so keep it in one of the two"
+        )
     train = dict(data.get("train") or {})
     if "pooling" in train:
         check_pooling(train["pooling"], f"recipe {origin}: ")
@@ -127,4 +180,35 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
         base_model=data.get("base_model"),
         max_length=int(data.get("max_length", 128)),
         path=origin,
+        external=external,
     )
+
+
+def parse_external(raw: Any, origin: str = "recipe") -> tuple[ExternalSpec, ...]:
+    """`external:` as a list of names or a mapping name -> {cap: N} (or null options)."""
+    if raw is None:
+        return ()
+    if isinstance(raw, list | tuple):
+        items: list[tuple[Any, Any]] = [(name, None) for name in raw]
+    elif isinstance(raw, Mapping):
+        items = list(raw.items())
+    else:
+        raise DataError(f"recipe {origin}: `external:` must be a list of source names or a mapping name -> {{cap}}")
+    out: list[ExternalSpec] = []
+    for name, opts in items:
+        if not isinstance(name, str) or not name:
+            raise DataError(f"recipe {origin}: `external:` entries must be source names, got {name!r}")
+        opts = opts or {}
+        if not isinstance(opts, Mapping):
+            raise DataError(f"recipe {origin}: options for external source {name!r} must be a mapping (cap)")
+        unknown = set(map(str, opts)) - {"cap"}
+        if unknown:
+            raise DataError(f"recipe {origin}: external source {name!r} has unknown options {sorted(unknown)} "
+                            "(only cap)")
+        cap = opts.get("cap")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
+            raise DataError(f"recipe {origin}: cap of external source {name!r} must be a whole number > 0")
+        if any(e.name == name for e in out):
+            raise DataError(f"recipe {origin}: external source {name!r} is listed twice")
+        out.append(ExternalSpec(name, cap))
+    return tuple(out)
