@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data directory (default: $HARMSCAN_DATA_DIR, else the user cache)")
     p.add_argument("--artifacts", type=Path, help="output root (default: ./artifacts)")
     p.add_argument("--base-model", help="hub id or local path of the encoder (default: packaged MiniLM-L6)")
-    p.add_argument("--objective", default=DEFAULT_OBJECTIVE, help="threshold objective (default: f1)")
+    p.add_argument(
+        "--objective",
+        help=f"threshold objective (default: the recipe's `thresholds.objective`, else {DEFAULT_OBJECTIVE})",
+    )
+    p.add_argument("--prevalence", help="positive rate of the deployed traffic (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="cap training steps (smoke runs)")
     p.add_argument(
         "--max-train-minutes", type=float,
@@ -99,8 +103,11 @@ def run_quickstart(args: argparse.Namespace) -> int:
     _print_json(cal)
     _done(t0)
 
-    t0 = _step(f"5/6 thresholds (objective {args.objective}, chosen on validation)")
-    thr = tune_thresholds(bundle_dir, dataset_dir, objective=args.objective)
+    objective = args.objective or recipe.thresholds.get("objective") or DEFAULT_OBJECTIVE
+    prevalence = args.prevalence or recipe.thresholds.get("prevalence")
+    at = f" at prevalence {prevalence}" if prevalence else ""
+    t0 = _step(f"5/6 thresholds (objective {objective}{at}, chosen on validation)")
+    thr = tune_thresholds(bundle_dir, dataset_dir, objective=objective, prevalence=prevalence)
     _print_json(thr)
     _done(t0)
 

@@ -291,3 +291,18 @@ def test_recipe_refuses_an_unknown_pooling():
 
     with pytest.raises(DataError, match="train.pooling must be one of cls, mean"):
         parse_recipe({**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "pooling": "max"}}, "tiny")
+
+
+def test_recipe_states_how_its_thresholds_are_chosen():
+    """A recipe's `thresholds:` (objective and prevalence, as `harmscan thresholds` takes them) is checked
+    when the recipe loads, so a typo fails before training, not after it."""
+    from harmscan.errors import DataError
+
+    recipe = parse_recipe({**TINY_RECIPE, "thresholds": {"objective": "toxicity=fpr<=0.02,fpr<=0.01"}}, "tiny")
+    assert recipe.thresholds == {"objective": "toxicity=fpr<=0.02,fpr<=0.01"}
+    assert recipe.to_dict()["thresholds"]["objective"].startswith("toxicity=")
+    assert "thresholds" not in parse_recipe(TINY_RECIPE, "tiny").to_dict()
+    with pytest.raises(DataError, match="thresholds: objective 'fpr<0.01' is not one of"):
+        parse_recipe({**TINY_RECIPE, "thresholds": {"objective": "fpr<0.01"}}, "tiny")
+    with pytest.raises(DataError, match="thresholds must be a mapping"):
+        parse_recipe({**TINY_RECIPE, "thresholds": {"goal": "f1"}}, "tiny")

@@ -45,7 +45,7 @@ class ExternalSpec:
 # A misspelt key (say `externals:`) would silently train on what was meant to be held out: refuse it.
 RECIPE_KEYS = frozenset(
     ("name", "description", "commercial", "sources", "external", "split", "augment", "train", "base_model",
-     "max_length")
+     "max_length", "thresholds")
 )
 
 
@@ -62,6 +62,9 @@ class Recipe:
     max_length: int = 128
     path: str = ""
     external: tuple[ExternalSpec, ...] = ()
+    # How the shipped operating points are chosen: {objective, prevalence} as `harmscan thresholds` takes
+    # them, stated for the traffic the model is deployed on rather than for the validation mix.
+    thresholds: dict[str, Any] = field(default_factory=dict)
 
     def source(self, name: str) -> SourceSpec:
         for spec in self.sources:
@@ -86,6 +89,8 @@ class Recipe:
         }
         if self.external:  # absent when empty, so a recipe without it builds the same summary as before
             out["external"] = [e.to_dict() for e in self.external]
+        if self.thresholds:
+            out["thresholds"] = dict(self.thresholds)
         return out
 
     def check_sources(self, registry: Mapping[str, Any]) -> None:
@@ -181,7 +186,29 @@ def parse_recipe(data: Any, origin: str = "recipe") -> Recipe:
         max_length=int(data.get("max_length", 128)),
         path=origin,
         external=external,
+        thresholds=parse_threshold_spec(data.get("thresholds"), origin),
     )
+
+
+def parse_threshold_spec(raw: Any, origin: str = "recipe") -> dict[str, Any]:
+    """`thresholds: {objective: ..., prevalence: ...}`, checked with the parsers `harmscan thresholds` uses."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or set(raw) - {"objective", "prevalence"}:
+        raise DataError(f"recipe {origin}: thresholds must be a mapping with objective and/or prevalence")
+    from harmscan.errors import InputError
+    from harmscan.eval.thresholds import parse_objectives, parse_prevalence
+    from harmscan.labels import load_taxonomy
+
+    labels = load_taxonomy().names
+    try:
+        if "objective" in raw:
+            parse_objectives(raw["objective"], labels)
+        if raw.get("prevalence") is not None:
+            parse_prevalence(raw["prevalence"], labels)
+    except InputError as exc:
+        raise DataError(f"recipe {origin}: thresholds: {exc}") from None
+    return dict(raw)
 
 
 def parse_external(raw: Any, origin: str = "recipe") -> tuple[ExternalSpec, ...]:
