@@ -69,7 +69,7 @@ def single_line_error(exc: pytest.ExceptionInfo[DataError]) -> str:
 def test_one_entry_per_data_folder(data: Path) -> None:
     folders = {p.name for p in data.iterdir() if p.is_dir()}
     assert set(S.REGISTRY) == folders
-    assert len(S.REGISTRY) == 26
+    assert len(S.REGISTRY) == 42
 
 
 def test_every_pinned_file_matches_its_size_and_sha256(data: Path) -> None:
@@ -95,6 +95,7 @@ def test_entries_are_complete() -> None:
     derived = {f.path for s in S.REGISTRY.values() for f in s.files if f.derived}
     assert derived == {
         "forbidden_question_set.clean.csv", "stormfront_sentences.csv", "toxigen_demonstrations.csv",
+        "sql_titles.clean.csv",
     }
 
 
@@ -102,6 +103,7 @@ def test_licences_and_commercial_use() -> None:
     non_commercial = {n for n, s in S.REGISTRY.items() if not s.commercial_use}
     assert non_commercial == {
         "ethos", "alpaca_instructions", "do_not_answer", "tweeteval_hate", "tweeteval_offensive",
+        "counter_context_yu2022", "reddit_counterspeech_hickey", "xsafety_en",
     }
     assert S.REGISTRY["ethos"].licence == "GPL-3.0"
     assert "CC BY-NC 4.0" in S.REGISTRY["alpaca_instructions"].licence
@@ -500,3 +502,102 @@ def test_bad_user_sources_file(tmp_path: Path, yaml_text: str, expect: str) -> N
         load_user_sources(cfg)
     msg = single_line_error(exc)
     assert expect in msg and str(cfg) in msg
+
+
+# ------------------------------------------------------------------------- a source is one YAML file
+ONE_SOURCE_YAML = """\
+name: my_posts
+title: My moderated posts
+licence: CC BY 4.0
+commercial_use: true
+kind: comments
+rows: 3
+files:
+  - path: posts.csv
+    sha256: {sha}
+format: csv
+text_field: text
+labels:
+  toxicity: {{field: verdict, positive: [toxic], negative: [fine]}}
+  illegal_advice: 0
+"""
+
+
+def _write_source_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """tmp/data/my_posts/posts.csv and tmp/sources/my_posts.yaml: a new source without touching the package."""
+    data_dir, folder = tmp_path / "data", tmp_path / "sources"
+    (data_dir / "my_posts").mkdir(parents=True)
+    folder.mkdir()
+    csv_path = data_dir / "my_posts" / "posts.csv"
+    csv_path.write_text("text,verdict\nyou absolute clown,toxic\nsee you at noon,fine\nhmm,unsure\n", "utf-8")
+    sha = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    (folder / "my_posts.yaml").write_text(ONE_SOURCE_YAML.format(sha=sha), encoding="utf-8")
+    return data_dir, folder
+
+
+def test_a_folder_of_yaml_files_adds_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, folder = _write_source_folder(tmp_path)
+    monkeypatch.setenv("HARMSCAN_SOURCES", str(folder))
+    sources = all_sources()
+    assert {"my_posts", "gab_hate_corpus"} <= set(sources)  # next to the packaged ones
+    assert sources["my_posts"].heads == ("toxicity", "illegal_advice") and sources["my_posts"].kind == "comments"
+    rows = list(iter_examples("my_posts", data_dir))  # found by name through $HARMSCAN_SOURCES
+    assert [(r.text, r.labels, r.source) for r in rows] == [
+        ("you absolute clown", {"toxicity": 1, "illegal_advice": 0}, "my_posts"),
+        ("see you at noon", {"toxicity": 0, "illegal_advice": 0}, "my_posts"),
+        ("hmm", {"toxicity": None, "illegal_advice": 0}, "my_posts"),  # a value listed nowhere is unknown
+    ]
+    # the pinned sha256 is checked like a packaged source's
+    with (data_dir / "my_posts" / "posts.csv").open("a", encoding="utf-8") as fh:
+        fh.write("one more,fine\n")
+    with pytest.raises(DataError) as exc:
+        iter_examples("my_posts", data_dir)
+    assert "posts.csv does not match its sha256" in single_line_error(exc)
+
+
+@pytest.mark.parametrize(
+    ("stem", "edit", "expect"),
+    [
+        ("my_posts", lambda y: y + "colour: red\n", "unknown key(s) colour"),
+        ("my_posts", lambda y: y.replace("licence: CC BY 4.0\n", ""), "missing key(s) licence"),
+        (
+            "my_posts",
+            lambda y: y.split("format:")[0] + "reader: no_such_reader\nheads: [toxicity]\n",
+            "reader 'no_such_reader' is not a known reader",
+        ),
+        ("other_name", lambda y: y, "declares name 'my_posts' but the file is named other_name.yaml"),
+        ("gab_hate_corpus", lambda y: y.replace("my_posts", "gab_hate_corpus"), "is already taken"),
+    ],
+)
+def test_a_malformed_source_file_names_the_file_and_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stem: str, edit, expect: str
+) -> None:
+    _, folder = _write_source_folder(tmp_path)
+    good = folder / "my_posts.yaml"
+    text = good.read_text(encoding="utf-8")
+    good.unlink()
+    bad = folder / f"{stem}.yaml"
+    bad.write_text(edit(text), encoding="utf-8")
+    monkeypatch.setenv("HARMSCAN_SOURCES", str(folder))
+    with pytest.raises(DataError) as exc:
+        all_sources()
+    msg = single_line_error(exc)
+    assert expect in msg and str(bad) in msg, msg
+
+
+def test_an_empty_sources_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        all_sources(tmp_path)
+    assert f"user sources folder {tmp_path} holds no <name>.yaml file" in single_line_error(exc)
+
+
+def test_named_readers_are_registered_under_their_source_name() -> None:
+    from harmscan.training.readers import READERS
+    from harmscan.training.readers.benign import CRISISLEX_EVENTS
+
+    # a plain reader, a factory-built one (ailuminate_demo) and the lexicon, looked up by the YAML `reader:`
+    for name in ("gab_hate_corpus", "ailuminate_demo", "crisislex_t26_hardneg", "lexicon_ldnoobw_en"):
+        assert S.REGISTRY[name].reader is READERS[name]
+    # CrisisLex's reader lists its events itself: they must be the files its YAML entry pins
+    pinned = {f.path for f in S.REGISTRY["crisislex_t26_hardneg"].files if f.path.endswith("_labeled.csv")}
+    assert pinned == {f"{event}-tweets_labeled.csv" for event in CRISISLEX_EVENTS}
