@@ -153,8 +153,13 @@ class Bundle:
 
     # -- writing -------------------------------------------------------------------------------------
     def update(self, **fields: Any) -> None:
-        """Set top-level manifest fields (calibration, thresholds, metrics...) and save atomically."""
+        """Set top-level manifest fields (calibration, thresholds, metrics...) and save atomically.
+        New calibration or thresholds turn a variant's task-level gate verdict `pending`: it was measured
+        at the old operating point (`harmscan thresholds` measures it again)."""
+        changed = [k for k in ("calibration", "thresholds") if k in fields and fields[k] != self.manifest.get(k)]
         self.manifest.update(fields)
+        if changed:
+            mark_gates_pending(self.manifest, f"{' and '.join(changed)} changed after the gate was measured")
         self._check_consistency()
         write_manifest(self.path, self.manifest)
 
@@ -185,6 +190,15 @@ def new_manifest(
         "metrics": {},
         "files": {},
     }
+
+
+def mark_gates_pending(manifest: dict[str, Any], reason: str) -> None:
+    """Set every task-level gate record (int8's) to `pending`, figures kept: flags and ECE depend on the
+    calibration and thresholds, so a verdict holds only for the operating point it was measured at."""
+    for info in manifest.get("variants", {}).values():
+        parity = info.get("parity") or {}
+        if parity.get("gate") == "task-level" and parity.get("status") != "pending":
+            parity.update(status="pending", passed=False, pending_reason=reason)
 
 
 def record_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:

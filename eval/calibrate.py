@@ -185,7 +185,7 @@ def calibrate_bundle(
     dataset_dir: str | Path,
     method: str = "temperature",
     *,
-    variant: str = "auto",
+    variant: str = "fp32",  # fitted on the reference graph; int8 is gated against it
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -225,7 +225,7 @@ def calibrate_on_labels(
     method: str = "temperature",
     *,
     text_field: str = "text",
-    variant: str = "auto",
+    variant: str = "fp32",  # fitted on the reference graph; int8 is gated against it
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:

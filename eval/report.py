@@ -184,6 +184,37 @@ def calibration_table(report: Mapping[str, Any]) -> Table | None:
     return ["label", "positive rate", "ECE before", "ECE after", "Brier before", "Brier after"], rows
 
 
+def int8_gate_table(report: Mapping[str, Any]) -> tuple[list[str], Table] | None:
+    """(verdict lines, per-label table) of the bundle's int8 task-level gate against fp32, if it has one."""
+    gate = report.get("int8_gate")
+    if not gate or gate.get("gate") != "task-level":
+        return None
+    crit = gate.get("criteria") or {}
+
+    def mark(name: str) -> str:
+        c = crit.get(name) or {}
+        return {True: "ok", False: "FAIL", None: "–"}[c.get("passed")]
+
+    rows = [
+        [label, fmt(r.get("auprc_fp32"), 4), fmt(r.get("auprc_int8"), 4), mark(f"auprc:{label}"),
+         fmt(r.get("ece_fp32"), 4), fmt(r.get("ece_int8"), 4), mark(f"ece:{label}")]
+        for label, r in (gate.get("labels") or {}).items()
+    ]
+    lines = [
+        f"int8 gate: {str(gate.get('status')).upper()} on {gate.get('texts')} texts ({gate.get('validation')}); "
+        f"identical flags {fmt(gate.get('flag_agreement'), 4)} (need ≥ {gate.get('limits', {}).get('min_flag_agreement')}), "
+        f"|Δp| max {fmt(gate.get('max_abs_diff'), 3)} / p99 {fmt(gate.get('p99_abs_diff'), 3)} / "
+        f"mean {fmt(gate.get('mean_abs_diff'), 4)} (recorded, not gated)."
+    ]
+    if gate.get("benign_fpr_fp32") is not None:
+        lines.append(f"Benign any-head FPR: fp32 {fmt(gate['benign_fpr_fp32'], 4)}, int8 {fmt(gate.get('benign_fpr_int8'), 4)}.")
+    lines += [f"Failed: {f}" for f in gate.get("failures") or []]
+    if gate.get("pending_reason"):
+        lines.append(f"Pending: {gate['pending_reason']}; `harmscan thresholds` measures it again.")
+    header = ["label", "AUPRC fp32", "AUPRC int8", "", "ECE fp32", "ECE int8", ""]
+    return lines, (header, rows)
+
+
 def policy_tables(report: Mapping[str, Any]) -> list[tuple[str, Table]]:
     pol = report.get("policy") or {}
     meta = pol.get("meta") or {}
@@ -310,6 +341,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             out += _policy_intro(report)
             for title, table in policy_tables(report):
                 out += ["", f"**{title}**", "", _md_table(table)]
+            if (gate := int8_gate_table(report)) is not None:
+                out += ["", "**int8 vs fp32 (task-level gate)**", "", *gate[0], "", _md_table(gate[1])]
         elif sid == "identity-audit":
             out += _audit_intro(report)
             maybe = audit_table(report)
@@ -454,6 +487,8 @@ def render_html(report: Mapping[str, Any], images: Images) -> str:
             parts.append(_p(_policy_intro(report)))
             for t_title, table in policy_tables(report):
                 parts.append(f"<h3>{html.escape(t_title)}</h3>{_html_table(table)}")
+            if (gate := int8_gate_table(report)) is not None:
+                parts.append(f"<h3>int8 vs fp32 (task-level gate)</h3>{_p(gate[0])}{_html_table(gate[1])}")
         elif sid == "identity-audit":
             parts.append(_p(_audit_intro(report)))
             maybe = audit_table(report)

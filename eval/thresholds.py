@@ -265,7 +265,7 @@ def tune_thresholds(
     prevalence: str | float | Mapping[str, float] | None = None,
     policy_out: str | Path | None = None,
     *,
-    variant: str = "auto",
+    variant: str = "fp32",  # fitted on the reference graph; int8 is gated against it
     threads: int | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -288,7 +288,12 @@ def tune_thresholds(
     result["calibration_method"] = clf.bundle.calibration.get("method", "none")
     result["variant"] = clf.variant
     result["dataset"] = str(Path(dataset_dir))
-    return _store(jsonable(result), policy_out, clf.bundle)
+    stored = _store(jsonable(result), policy_out, clf.bundle)
+    if policy_out is None:  # the bundle's operating point is final now: give int8 its verdict at it
+        from harmscan.classifiers.int8_gate import refresh_int8_gate
+
+        stored["int8_gate"] = refresh_int8_gate(clf.bundle, dataset_dir, threads=threads, progress=progress)
+    return stored
 
 
 def tune_thresholds_on_labels(
@@ -299,7 +304,7 @@ def tune_thresholds_on_labels(
     policy_out: str | Path | None = None,
     *,
     text_field: str = "text",
-    variant: str = "auto",
+    variant: str = "fp32",  # fitted on the reference graph; int8 is gated against it
     threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
