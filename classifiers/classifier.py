@@ -24,7 +24,14 @@ import numpy as np
 
 from harmscan.classifiers.bundle import Bundle
 from harmscan.classifiers.calibration import apply_calibration
-from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
+from harmscan.classifiers.encoding import (
+    CPU_MAX_BATCH_TOKENS,
+    TooManyWindowsError,
+    WindowTokenizer,
+    forward_windows,
+)
+from harmscan.classifiers.int8_gate import gate_status
+from harmscan.classifiers.int8_gate import summary as gate_summary
 from harmscan.classifiers.policy import Policy
 from harmscan.classifiers.runtime import CUDA, Runner, create_session, resolve_device
 from harmscan.classifiers.textmap import normalize_with_offsets
@@ -62,24 +69,36 @@ class ScanResult:
 
 
 def choose_variant(bundle: Bundle, variant: str, device: str) -> str:
-    """'auto': fp16 on a GPU, int8 on a CPU, when the bundle has them and they passed the export parity
-    gate; fp32 otherwise. An explicit variant that failed the gate is loaded with a warning."""
+    """'auto': fp16 on a GPU, int8 on a CPU, when the bundle has them and their gate verdict is a final
+    pass; fp32 otherwise. int8's gate is task-level (`harmscan.classifiers.int8_gate`): an int8 that
+    failed it is refused even when asked for by name, one measured at an earlier calibration or threshold
+    set (`pending`) loads with a warning. Another variant that failed its PyTorch parity gate (kept by
+    `export --allow-parity-failure`) loads with a warning."""
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
     variants = bundle.manifest["variants"]
     if variant != "auto":
         bundle.variant_path(variant)  # raises a BundleError naming the variants the bundle has
-        if not _passed(variants[variant]):
+        parity = variants[variant].get("parity") or {}
+        status = gate_status(parity)
+        if status == "failed" and parity.get("gate") == "task-level":
+            raise BundleError(
+                f"bundle {bundle.path}: the {variant} variant failed its task-level parity gate against fp32: "
+                f"{gate_summary(parity)}; load variant 'fp32' or 'auto'"
+            )
+        if status != "passed":
+            what = ("has no final verdict at the bundle's current calibration and thresholds (run "
+                    "`harmscan thresholds`)" if status == "pending" else "failed the export parity gate")
             warnings.warn(
-                f"bundle {bundle.path}: the {variant} variant failed the export parity gate "
-                f"({variants[variant].get('parity')}); its scores may differ from the PyTorch model's",
+                f"bundle {bundle.path}: the {variant} variant {what} ({gate_summary(parity)}); its scores "
+                "may differ from the reference model's",
                 RuntimeWarning,
                 stacklevel=3,
             )
         return variant
     preferred = ("fp16", "fp32", "int8") if device == "cuda" else ("int8", "fp32")
     for name in preferred:
-        if name in variants and _passed(variants[name]):
+        if name in variants and gate_status(variants[name].get("parity")) == "passed":
             return name
     raise BundleError(f"bundle {bundle.path} has no model variant usable on {device}; re-export it")
 
@@ -162,6 +181,13 @@ class HarmClassifier:
             batch_size = GPU_BATCH_SIZE if resolved == "cuda" else DEFAULT_BATCH_SIZE
         return cls(b, runner, variant=chosen, policy=pol, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
 
+    @classmethod
+    def unchecked(cls, bundle: Bundle, variant: str, threads: int | None = None) -> HarmClassifier:
+        """`variant` on the CPU whatever its gate verdict, at the bundle's policy: what measures the gate."""
+        session = _session(bundle, variant, "cpu", threads, "cpu")
+        return cls(bundle, Runner(session, io_binding=False), variant=variant, policy=bundle.policy,
+                   max_batch_tokens=CPU_MAX_BATCH_TOKENS)
+
     @property
     def device(self) -> str:
         return "cuda" if self.providers and self.providers[0] == CUDA else "cpu"
@@ -216,6 +242,10 @@ class HarmClassifier:
             )
         return results
 
+    def count_windows(self, texts: Iterable[str] | str) -> list[int]:
+        """How many token windows each text becomes after normalisation (the cost of scoring it)."""
+        return self._tokenizer.count_windows([normalize_text(t) for t in _as_texts(texts)])
+
     # -- internals -----------------------------------------------------------------------------------
     def _span(self, inf: _Inference, i: int, j: int, threshold: float | None) -> tuple[int, int]:
         """[start, end) in text i's normalised form: its top window for label j, widened over the adjacent
@@ -248,7 +278,10 @@ class HarmClassifier:
         per_chunk = []
         for lo in range(0, len(texts), _CHUNK):
             chunk = [normalize_text(t) for t in texts[lo : lo + _CHUNK]]
-            win = self._tokenizer.encode(chunk, with_spans=want_spans)
+            try:
+                win = self._tokenizer.encode(chunk, with_spans=want_spans)
+            except TooManyWindowsError as exc:
+                raise exc.shifted(lo) from None
             win_logits = forward_windows(
                 win, self._runner, self.batch_size, self._tokenizer.pad_id, n_labels, self.max_batch_tokens,
                 pad_multiple=self.pad_multiple,
@@ -278,10 +311,6 @@ class _Inference:
     best: np.ndarray  # [n, L] index of each text's top window per label
     window_logits: np.ndarray  # [n_windows, L]
     spans: list[tuple[int, int] | None]  # per window: [start, end) in its normalised text, when computed
-
-
-def _passed(info: Mapping[str, Any]) -> bool:
-    return bool((info.get("parity") or {}).get("passed", True))
 
 
 def _session(bundle: Bundle, variant: str, device: str, threads: int | None, requested: str) -> Any:

@@ -14,12 +14,30 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from harmscan.errors import BundleError
+from harmscan.errors import BundleError, InputError
 
 # Tokens per batch on a CPU. Measured on MiniLM-L6 with 1 thread (CPU time): batches of about 512 tokens
 # beat 32 windows per batch by 13 % on tweets and 32 % on 256-token windows (int8), because the layer
 # activations of a small batch stay in the core's cache. GPUs want large batches: no cap there.
 CPU_MAX_BATCH_TOKENS = 512
+# The most windows one text may become. Far above any real text (about 1 M characters of prose with a
+# 256-token model; a training text is one window), it bounds the work one text can cause: normalisation can
+# multiply a text's length (NFKC turns U+FDFA into 18 characters), so the bound is on windows, counted after
+# normalisation, not on the characters sent. Servers set a lower, per-request bound (docs/serving.md).
+MAX_WINDOWS_PER_TEXT = 1024
+
+
+class TooManyWindowsError(InputError):
+    """A text that would become more windows than the limit: refused before the model sees any of it."""
+
+    def __init__(self, index: int, windows: int, limit: int) -> None:
+        super().__init__(f"text #{index} becomes {windows} token windows after normalisation, more than the "
+                         f"limit of {limit} per text: split it into shorter texts")
+        self.index, self.windows, self.limit = index, windows, limit
+
+    def shifted(self, offset: int) -> TooManyWindowsError:
+        """The same error for a text `offset` places further into the caller's list."""
+        return TooManyWindowsError(self.index + offset, self.windows, self.limit)
 
 
 @dataclass
@@ -41,7 +59,8 @@ class Windows:
 
 
 class WindowTokenizer:
-    def __init__(self, path: str | os.PathLike[str], max_length: int, overlap: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_length: int, overlap: int,
+                 max_windows: int = MAX_WINDOWS_PER_TEXT) -> None:
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # noqa: BLE001 - any parse error means a bad bundle file
@@ -63,6 +82,7 @@ class WindowTokenizer:
         # The overlap must leave each window room to advance, else windowing would never end.
         self.overlap = max(0, min(int(overlap), self.body - 1))
         self.pad_id = self._pad_id()
+        self.max_windows = int(max_windows)
 
     def _special_template(self) -> tuple[list[int], list[int]]:
         """The special tokens the tokenizer puts before and after one sequence ([CLS] / [SEP], <s> / </s>)."""
@@ -87,7 +107,11 @@ class WindowTokenizer:
         owner: list[int] = []
         first: list[int] = []
         spans: list[tuple[int, int] | None] = []
-        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        for i, enc in enumerate(encodings):  # refuse before building (or scoring) any window
+            if (n := self.window_count(len(enc.ids))) > self.max_windows:
+                raise TooManyWindowsError(i, n, self.max_windows)
+        for i, enc in enumerate(encodings):
             first.append(len(ids))
             tokens = enc.ids
             bounds = self.window_bounds(len(tokens))
@@ -100,6 +124,16 @@ class WindowTokenizer:
                 else:
                     spans.append((offsets[start][0], offsets[end - 1][1]) if end > start else (0, 0))
         return Windows(ids, np.asarray(owner, dtype=np.int64), np.asarray(first, dtype=np.int64), spans)
+
+    def count_windows(self, texts: Sequence[str]) -> list[int]:
+        """How many windows each (normalised) text becomes, without building them."""
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [self.window_count(len(enc.ids)) for enc in encodings]
+
+    def window_count(self, n_tokens: int) -> int:
+        """len(window_bounds(n_tokens)), in constant time."""
+        step = self.body - self.overlap
+        return 1 if n_tokens <= self.body else 1 + -(-(n_tokens - self.body) // step)
 
     def window_bounds(self, n_tokens: int) -> list[tuple[int, int]]:
         """[start, end) token ranges of the windows of a text of `n_tokens` tokens (special tokens not

@@ -27,6 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from harmscan.classifiers.classifier import HarmClassifier
+from harmscan.classifiers.encoding import TooManyWindowsError
 from harmscan.classifiers.records import Record, detect_input_format, iter_records
 from harmscan.classifiers.writers import (
     JsonlWriter,
@@ -252,9 +253,22 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 def _score(chunk: list[Record], classifier: HarmClassifier, spans: bool) -> tuple[list[dict], list[dict]]:
     """Output rows and error rows of one chunk, each in input order."""
     good = [r for r in chunk if r.error is None and r.text is not None]
-    results = classifier.scan([r.text for r in good if r.text is not None], return_spans=spans) if good else []
+    too_long: dict[int, str] = {}  # id(record) -> why: a text past the per-text window bound is that row's error
+    while True:
+        try:
+            results = classifier.scan([r.text for r in good if r.text is not None], return_spans=spans) if good else []
+            break
+        except TooManyWindowsError as exc:  # raised while encoding, before any window is scored
+            record = good.pop(exc.index)
+            too_long[id(record)] = (
+                f"the text becomes {exc.windows} token windows after normalisation, more than the limit of "
+                f"{exc.limit} per text: split it into shorter texts"
+            )
     rows = [result_row(r.id, res, spans) for r, res in zip(good, results, strict=True)]
-    bad = [error_row(r.line, r.id, r.error or "no text") for r in chunk if r.error is not None or r.text is None]
+    bad = [
+        error_row(r.line, r.id, too_long.get(id(r)) or r.error or "no text")
+        for r in chunk if r.error is not None or r.text is None or id(r) in too_long
+    ]
     return rows, bad
 
 

@@ -8,9 +8,12 @@ variables configure `bentoml serve` and a containerised Bento (docs/serving.md).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", choices=["auto", "fp32", "int8", "fp16"], help="model variant (default auto)")
     p.add_argument("--threads", type=_positive_int,
                    help="ONNX Runtime threads (default $OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--max-windows", type=_positive_int,
+                   help=f"token windows per request after normalisation (default {cfg.DEFAULT_MAX_WINDOWS})")
+    p.add_argument("--metrics-require-key", action="store_true",
+                   help="with API keys, require one on /metrics too (default: open, like the probes)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("bento", help="build a Bento (service + wheel + bundle) for `bentoml containerize`")
@@ -89,6 +96,10 @@ def serve_command(
         raise InputError(f"--api-keys-env {keys_var}: that environment variable is empty or unset; "
                          f"export {keys_var}=key1,key2 first")
     keys = cfg.parse_api_keys(raw_keys)
+    if args.audit_log is not None:
+        from harmscan.serving.audit import check_audit_path
+
+        check_audit_path(args.audit_log)  # refuse now, in one line, rather than a crash-looping worker
 
     settings: dict[str, Any] = {
         cfg.ENV_BUNDLE: Path(args.bundle).resolve(),
@@ -103,6 +114,8 @@ def serve_command(
         cfg.ENV_VARIANT: args.variant,
         cfg.ENV_THREADS: args.threads,
         cfg.ENV_HOST: args.host,
+        cfg.ENV_MAX_WINDOWS: getattr(args, "max_windows", None),
+        cfg.ENV_METRICS_REQUIRE_KEY: "1" if getattr(args, "metrics_require_key", False) else None,
     }
     for name, value in settings.items():
         if value is not None:
@@ -129,14 +142,70 @@ def _is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     cmd, env = serve_command(args)
-    proc = subprocess.Popen(cmd, env=env)
+    check_port_free(args.host, args.port)
+    return run_server(cmd, env)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A port in use is one line here, not BentoML's OSError traceback (the check and BentoML's bind race
+    only against a process that takes the port in between)."""
+    from harmscan.errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(f"port {port} on {host} is already in use: stop the process holding it or "
+                                 "pick another --port") from None
+            raise InputError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+
+
+def _die_with_parent() -> None:
+    # Linux: the kernel sends SIGTERM to the server when this wrapper dies, even by SIGKILL, so BentoML's
+    # processes never outlive it holding the port. Elsewhere the forwarded signals have to do.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_server(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `bentoml serve` in its own process group, forward SIGINT/SIGTERM to the whole group, and leave
+    nothing behind: the group is stopped when the wrapper exits, and killed if it does not stop in time."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
     def forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
-    return proc.wait()
+    try:
+        return proc.wait()
+    finally:
+        _stop_group(proc.pid)
+
+
+def _stop_group(pgid: int, grace_s: float = 10.0) -> None:
+    import time
+
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return  # the group is empty
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def _bento(args: argparse.Namespace) -> int:
@@ -209,11 +278,5 @@ def gateway_command(
 
 def _gateway(args: argparse.Namespace) -> int:
     cmd, env = gateway_command(args)
-    proc = subprocess.Popen(cmd, env=env)
-
-    def forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
-    return proc.wait()
+    check_port_free(args.host, args.port)
+    return run_server(cmd, env)

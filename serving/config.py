@@ -29,6 +29,8 @@ ENV_THREADS = "HARMSCAN_THREADS"
 ENV_VARIANT = "HARMSCAN_VARIANT"
 ENV_HOST = "HARMSCAN_HOST"
 ENV_TIMEOUT = "HARMSCAN_TIMEOUT"
+ENV_MAX_WINDOWS = "HARMSCAN_MAX_WINDOWS"
+ENV_METRICS_REQUIRE_KEY = "HARMSCAN_METRICS_REQUIRE_KEY"
 
 # Where bentofile.yaml puts the bundle inside a Bento (relative to the Bento's src/, the serving directory).
 BENTO_BUNDLE_DIR = "build/bento/bundle"
@@ -41,13 +43,20 @@ DEFAULT_MAX_CHARS = 100_000
 # request finishes well within the request timeout (a timeout would be a 5xx for valid input).
 DEFAULT_MAX_REQUEST_CHARS = 200_000
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+# Token windows per request, counted after normalisation: what the model really computes. Prose within the
+# character limits stays below it (200,000 characters are about 180 windows of 256 tokens); text that
+# normalisation expands (NFKC turns U+FDFA into 18 characters) or that is dense in tokens is refused instead
+# of holding the model for minutes. About 20 s of scoring on one contended core.
+DEFAULT_MAX_WINDOWS = 256
 DEFAULT_MAX_BATCH_SIZE = 64
 # How long a request may wait in the batching queue before it is refused with 503 (overload, not a bug).
 DEFAULT_MAX_LATENCY_MS = 30_000
 DEFAULT_TIMEOUT_S = 120
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """The integer setting `name` (>= minimum), `default` when unset or blank; a one-line error otherwise.
+    Shared with the gateway's settings (serving/gateway_config.py)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -96,6 +105,9 @@ class ServeConfig:
     max_chars: int = DEFAULT_MAX_CHARS
     max_request_chars: int = DEFAULT_MAX_REQUEST_CHARS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_windows: int = DEFAULT_MAX_WINDOWS
+    # /metrics is open like the probes unless this is set (and keys are configured).
+    metrics_require_key: bool = False
     threads: int | None = None
     variant: str = "auto"
 
@@ -105,19 +117,21 @@ class ServeConfig:
         bundle = env.get(ENV_BUNDLE, "").strip()
         policy = env.get(ENV_POLICY, "").strip()
         audit = env.get(ENV_AUDIT_LOG, "").strip()
-        threads = _int(env, ENV_THREADS, 0, minimum=0)
+        threads = env_int(env, ENV_THREADS, 0, minimum=0)
         return cls(
             bundle=Path(bundle) if bundle else None,
             policy=Path(policy) if policy else None,
             api_keys=parse_api_keys(env.get(ENV_API_KEYS)),
             audit_log=Path(audit) if audit else None,
             batching=_flag(env, ENV_BATCHING, True),
-            max_batch_size=_int(env, ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE),
-            max_latency_ms=_int(env, ENV_MAX_LATENCY_MS, DEFAULT_MAX_LATENCY_MS),
-            max_texts=_int(env, ENV_MAX_TEXTS, DEFAULT_MAX_TEXTS),
-            max_chars=_int(env, ENV_MAX_CHARS, DEFAULT_MAX_CHARS),
-            max_request_chars=_int(env, ENV_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_CHARS),
-            max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1024),
+            max_batch_size=env_int(env, ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE),
+            max_latency_ms=env_int(env, ENV_MAX_LATENCY_MS, DEFAULT_MAX_LATENCY_MS),
+            max_texts=env_int(env, ENV_MAX_TEXTS, DEFAULT_MAX_TEXTS),
+            max_chars=env_int(env, ENV_MAX_CHARS, DEFAULT_MAX_CHARS),
+            max_request_chars=env_int(env, ENV_MAX_REQUEST_CHARS, DEFAULT_MAX_REQUEST_CHARS),
+            max_body_bytes=env_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1024),
+            max_windows=env_int(env, ENV_MAX_WINDOWS, DEFAULT_MAX_WINDOWS),
+            metrics_require_key=_flag(env, ENV_METRICS_REQUIRE_KEY, False),
             threads=threads or None,
             variant=env.get(ENV_VARIANT, "").strip() or "auto",
         )
@@ -145,6 +159,7 @@ class ServeConfig:
             "max_chars_per_text": self.max_chars,
             "max_chars_per_request": self.max_request_chars,
             "max_body_bytes": self.max_body_bytes,
+            "max_windows_per_request": self.max_windows,
         }
 
 
@@ -155,4 +170,4 @@ def service_host(env: Mapping[str, str] | None = None) -> str:
 
 
 def service_timeout(env: Mapping[str, str] | None = None) -> int:
-    return _int(os.environ if env is None else env, ENV_TIMEOUT, DEFAULT_TIMEOUT_S)
+    return env_int(os.environ if env is None else env, ENV_TIMEOUT, DEFAULT_TIMEOUT_S)

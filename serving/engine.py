@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # Requests whose texts all fit in about one token window are merged; a longer text is already a batch of
 # windows inside HarmClassifier, and merging it would make short requests wait behind it.
 BATCHABLE_TEXT_CHARS = 1000
+BATCHABLE_WINDOWS = 2
 
 ThresholdsKey = tuple[tuple[str, float], ...] | None
 # One text of a request, with what the request asked for; the dispatcher splits and merges lists of these.
@@ -59,12 +60,15 @@ class Engine:
         self._dispatch: Callable[[list[Item]], Coroutine[Any, Any, Any]] | None = None
 
     async def scan(self, texts: Sequence[str], thresholds: Mapping[str, float] | None = None,
-                   return_spans: bool = False) -> list[ScanResult]:
+                   return_spans: bool = False, windows: Sequence[int] | None = None) -> list[ScanResult]:
+        """`windows`: each text's token windows when the caller measured them (HarmClassifier.count_windows):
+        a short text that normalisation expands into many windows is then not merged either."""
         if not texts:  # never send an empty batch to ONNX Runtime
             return []
         key = thresholds_key(thresholds)
         items: list[Item] = [(t, key, return_spans) for t in texts]
-        if not self.batching or any(len(t) > BATCHABLE_TEXT_CHARS for t in texts):
+        long = any(len(t) > BATCHABLE_TEXT_CHARS for t in texts) or max(windows or [1]) > BATCHABLE_WINDOWS
+        if not self.batching or long:
             return await self._in_thread(items)
         return list(await self._dispatcher()(items))
 

@@ -11,11 +11,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from harmscan.errors import InputError
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
 SERVER_ERROR = "server_error"
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong and how to fix it; never quotes the submitted text.")
+    type: str = Field(description="invalid_request_error, authentication_error or server_error")
+    param: str | None = Field(description="The request field at fault, e.g. 'texts[3]'; null when none.")
+    code: str | None = Field(description="A stable code for the error (docs/serving.md#errors).")
+
+
+class ErrorResponse(BaseModel):
+    """Every error under /v1, in OpenAI's shape. The server builds its error bodies with this model and
+    /docs.json documents it, so a generated client parses what the server sends."""
+
+    error: ErrorDetail
 
 
 class RequestError(InputError):
@@ -48,7 +64,7 @@ class RequestError(InputError):
 
 def error_body(message: str, *, type: str = INVALID_REQUEST, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return ErrorResponse(error=ErrorDetail(message=message, type=type, param=param, code=code)).model_dump()
 
 
 # Messages for errors produced by BentoML or Starlette themselves (routing, overload), which the middleware
@@ -62,7 +78,7 @@ GENERIC_MESSAGES: dict[int, tuple[str, str, str]] = {
     408: ("the request took too long to arrive: send it again", INVALID_REQUEST, "request_timeout"),
     413: ("the request body is too large: send fewer or shorter texts", INVALID_REQUEST, "body_too_large"),
     415: ("unsupported content type: send application/json", INVALID_REQUEST, "unsupported_media_type"),
-    503: ("the server is overloaded: retry later", SERVER_ERROR, "overloaded"),
+    503: ("the server is overloaded or not ready: retry later", SERVER_ERROR, "overloaded"),
     504: ("the request timed out on the server: send fewer or shorter texts", SERVER_ERROR, "timeout"),
 }
 

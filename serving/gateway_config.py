@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from harmscan.errors import InputError
+from harmscan.serving.config import env_int
 
 ENV_UPSTREAM = "HARMSCAN_UPSTREAM"
 ENV_UPSTREAM_API_KEY = "HARMSCAN_UPSTREAM_API_KEY"
@@ -55,8 +56,8 @@ class GatewayConfig:
             upstream_timeout=timeout,
             on_input_block=on_block,
             refusal=env.get(ENV_REFUSAL, "").strip() or DEFAULT_REFUSAL,
-            chunk_chars=_int(env, ENV_CHUNK_CHARS, 200, 1),
-            context_chars=_int(env, ENV_CONTEXT_CHARS, 200, 0),
+            chunk_chars=env_int(env, ENV_CHUNK_CHARS, 200, 1),
+            context_chars=env_int(env, ENV_CONTEXT_CHARS, 200, 0),
         )
 
 
@@ -70,15 +71,3 @@ def check_upstream(url: str) -> str:
         raise InputError(f"the upstream must be an http(s) URL such as http://127.0.0.1:8000/v1, got {url!r}")
     return url.rstrip("/")
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {raw!r}") from None
-    if value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value

@@ -27,7 +27,7 @@ from harmscan.serving.config import (
     ServeConfig,
 )
 from harmscan.serving.errors import RequestError, generic_error
-from harmscan.serving.schemas import ModerationRequest, ScanRequest, parse_body
+from harmscan.serving.schemas import ModerationRequest, ScanRequest, document_errors, parse_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,8 +37,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("harmscan.serving")
 
-# Probes and metrics answer without a key: orchestrators and Prometheus scrapers do not carry one.
+# Probes and metrics answer without a key: orchestrators and Prometheus scrapers do not carry one (metrics
+# can be closed too: HARMSCAN_METRICS_REQUIRE_KEY, docs/serving.md#api-keys).
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
+PROBE_PATHS = frozenset({"/livez", "/healthz", "/readyz"})
+OPENAPI_PATH = "/docs.json"
 JSON_ENDPOINTS: dict[str, type[ScanRequest] | type[ModerationRequest]] = {
     "/v1/scan": ScanRequest,
     "/v1/moderations": ModerationRequest,
@@ -47,6 +50,14 @@ ENDPOINT_NAMES = {"/v1/scan": "scan", "/v1/moderations": "moderations", "/v1/lab
                   "/v1/chat/completions": "chat_completions"}  # the last: the gateway (serving/gateway.py)
 REQUEST_ID_STATE = "harmscan_request_id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+try:  # label BentoML's own traffic metrics with bounded values too (serving/metrics.py)
+    from harmscan.serving.metrics import bound_bentoml_path_labels
+
+    bound_bentoml_path_labels()
+except ImportError:  # pragma: no cover - bentoml missing: nothing to serve, nothing to bound
+    pass
 
 
 class _Disconnected(Exception):
@@ -124,6 +135,7 @@ class HarmscanMiddleware:
         self.app = app
         self.config = config or ServeConfig.from_env()
         self.keys = KeyChecker(self.config.api_keys)
+        self.open_paths = PROBE_PATHS if self.config.metrics_require_key else OPEN_PATHS
         self._metrics: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,8 +149,10 @@ class HarmscanMiddleware:
         status = [500]
         started = time.perf_counter()
         send = self._wrap_send(send, rid, is_api, status)
+        if path == OPENAPI_PATH:
+            send = _rewrite_openapi(send)
         try:
-            if self.keys.enabled and path not in OPEN_PATHS:
+            if self.keys.enabled and path not in self.open_paths:
                 self.keys.check(_header(scope, b"authorization"))
             model = JSON_ENDPOINTS.get(path)
             if model is not None and scope["method"] == "POST":
@@ -236,6 +250,35 @@ async def send_error(send: Send, exc: RequestError) -> None:
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _rewrite_openapi(send: Send) -> Send:
+    """BentoML's /docs.json documents errors as its own {"error": "..."}; the server sends OpenAI's shape:
+    document that (schemas.document_errors), from the pydantic model the errors are built with."""
+    held: list[Message] = []
+    parts: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and int(message["status"]) == 200:
+            held.append(message)
+            return
+        if message["type"] == "http.response.body" and held:
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start, body = held.pop(), b"".join(parts)
+            try:
+                body = json.dumps(document_errors(json.loads(body))).encode("utf-8")
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                log.warning("OpenAPI spec left as BentoML wrote it: %s", type(exc).__name__)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _is_openai_error(body: bytes) -> bool:

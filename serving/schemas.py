@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harmscan.serving.errors import RequestError
+from harmscan.serving.errors import ErrorResponse, RequestError
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
@@ -81,6 +81,48 @@ class ModerationResponse(BaseModel):
     id: str
     model: str
     results: list[ModerationResult]
+
+
+# -- the OpenAPI spec's error responses -------------------------------------------------------------------
+# What an endpoint under /v1 answers besides 200, every one with an ErrorResponse body (docs/serving.md#errors).
+ERROR_RESPONSES = {
+    400: "Invalid request: body, field, type or value, or over a limit (texts, characters, windows)",
+    401: "API keys are configured and the key is missing or wrong",
+    404: "No such endpoint",
+    405: "Wrong method for this endpoint",
+    413: "Request body over HARMSCAN_MAX_BODY_BYTES",
+    415: "Compressed request body (Content-Encoding)",
+    500: "Server fault (never client input); the request id is in the message",
+    503: "Overloaded, or the audit log cannot be written (fail closed); see Retry-After",
+    504: "Timed out on the server",
+}
+_SCHEMA_REF = "#/components/schemas/{model}"
+# BentoML's own error schemas ({"error": "<string>"}), which the server never sends under /v1.
+_BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+
+
+def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI spec whose /v1 operations document every error as ErrorResponse (OpenAI's shape)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorResponse.model_json_schema(ref_template=_SCHEMA_REF)
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorResponse"] = error_schema
+    content = {"application/json": {"schema": {"$ref": _SCHEMA_REF.format(model="ErrorResponse")}}}
+    for path, item in spec.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            kept = {k: v for k, v in operation["responses"].items() if not (str(k).isdigit() and int(k) >= 400)}
+            kept.update({str(status): {"description": why, "content": content}
+                         for status, why in ERROR_RESPONSES.items()})
+            operation["responses"] = kept
+    still_used = repr(spec.get("paths", {}))
+    for name in _BENTOML_ERRORS:
+        if _SCHEMA_REF.format(model=name) not in still_used:
+            schemas.pop(name, None)
+    return spec
 
 
 # -- turning pydantic errors into one actionable message ----------------------------------------------------

@@ -26,16 +26,27 @@ from starlette.routing import Route
 
 from harmscan import __version__
 from harmscan.errors import InputError
-from harmscan.serving.audit import AuditLog
-from harmscan.serving.config import ServeConfig, service_host, service_timeout
+from harmscan.serving.audit import AuditLog, AuditUnavailable
+from harmscan.serving.config import (
+    ENV_MAX_REQUEST_CHARS,
+    ENV_MAX_WINDOWS,
+    ServeConfig,
+    service_host,
+    service_timeout,
+)
 from harmscan.serving.engine import Engine
 from harmscan.serving.errors import SERVER_ERROR, RequestError, error_body
 from harmscan.serving.metrics import get_metrics
 from harmscan.serving.middleware import REQUEST_ID_STATE, HarmscanMiddleware
 from harmscan.serving.openai_compat import CategoryMap
 from harmscan.serving.schemas import ModerationRequest, ModerationResponse, ScanRequest, ScanResponse
+from harmscan.text import normalize_text
 
 log = logging.getLogger("harmscan.serving")
+
+# Requests with more characters than this are measured (normalised, tokenised) in a worker thread, so that
+# the event loop keeps answering other requests meanwhile.
+_MEASURE_INLINE_CHARS = 4000
 
 
 def _error_response(exc: RequestError, ctx: bentoml.Context) -> JSONResponse:
@@ -116,6 +127,10 @@ class HarmscanService:
             self.config.audit_log or "off", self.config.limits(),
         )
 
+    def __is_ready__(self) -> bool:
+        """BentoML's /readyz: false while the audit log cannot be written (fail closed, serving/audit.py)."""
+        return self.audit is None or self.audit.ready()
+
     # -- endpoints -----------------------------------------------------------------------------------
     @bentoml.api(route="/v1/scan", input_spec=ScanRequest, output_spec=ScanResponse)
     async def scan(self, texts: list[str], thresholds: dict[str, float] | None = None,
@@ -151,19 +166,68 @@ class HarmscanService:
                 self.classifier.policy.with_overrides(thresholds, self.labels)
             except InputError as exc:
                 raise RequestError(str(exc), param="thresholds", code="invalid_thresholds") from None
-        results = [r.to_dict() for r in await self.engine.scan(texts, thresholds, return_spans)]
+        windows = await self.measure(texts, "texts", indexed=True)
+        scored = await self._scan(texts, thresholds, return_spans, windows)
+        results = [r.to_dict() for r in scored]
         self._record("scan", rid, texts, results)
         return {"id": f"scan-{rid}", "model": self.model_id, "results": results}
 
     async def moderate(self, texts: Sequence[str], request_id: str | None = None) -> dict[str, Any]:
         rid = request_id or uuid.uuid4().hex
-        results = [r.to_dict() for r in await self.engine.scan(texts)]
+        windows = await self.measure(texts, "input", indexed=len(texts) != 1)
+        results = [r.to_dict() for r in await self._scan(texts, None, False, windows)]
         self._record("moderations", rid, texts, results)
         return {
             "id": f"modr-{rid}",
             "model": self.model_id,
             "results": [self.categories.result(r["scores"], r["flagged"]) for r in results],
         }
+
+    async def measure(self, texts: Sequence[str], field: str, indexed: bool) -> list[int]:
+        """Token windows per text, after normalisation; a request over the limits is refused here, before
+        the model sees it. The character limits count what clients send; normalisation can expand it
+        (NFKC turns U+FDFA into 18 characters), so the normalised request must fit them too, and the
+        windows, what the model computes, must fit HARMSCAN_MAX_WINDOWS."""
+        if self.audit is not None and not self.audit.ready():
+            raise AuditUnavailable()  # fail closed: no decision can be recorded, so none is made
+        if not texts:
+            return []
+        if sum(len(t) for t in texts) <= _MEASURE_INLINE_CHARS:
+            return self._measure(texts, field, indexed)
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._measure, texts, field, indexed)
+
+    def _measure(self, texts: Sequence[str], field: str, indexed: bool) -> list[int]:
+        normalised = [normalize_text(t) for t in texts]
+        total = sum(len(t) for t in normalised)
+        if total > self.config.max_request_chars:
+            raise RequestError(
+                f"'{field}' holds {total} characters in all after Unicode normalisation (NFKC expands some "
+                f"characters), more than the limit of {self.config.max_request_chars} per request "
+                f"({ENV_MAX_REQUEST_CHARS}): send shorter texts", param=field, code="request_too_long")
+        windows = self.classifier.count_windows(normalised)
+        limit = self.config.max_windows
+        if sum(windows) > limit:
+            worst = max(range(len(windows)), key=windows.__getitem__)
+            if indexed and windows[worst] > limit:  # name the text when it alone is over
+                param, count = f"{field}[{worst}]", windows[worst]
+            else:
+                param, count = field, sum(windows)
+            raise RequestError(
+                f"'{param}' becomes {count} token windows after normalisation, more than the limit of {limit} "
+                f"per request ({ENV_MAX_WINDOWS}): send shorter texts or split them over several requests",
+                param=param, code="too_many_windows")
+        return windows
+
+    async def _scan(self, texts: Sequence[str], thresholds: Mapping[str, float] | None, return_spans: bool,
+                    windows: Sequence[int]) -> list[Any]:
+        from harmscan.classifiers.encoding import TooManyWindowsError
+
+        try:
+            return await self.engine.scan(texts, thresholds, return_spans, windows=windows)
+        except TooManyWindowsError as exc:  # the library's per-text bound, when set below the server's
+            raise RequestError(str(exc), code="too_many_windows") from None
 
     def labels_info(self) -> dict[str, Any]:
         bundle = self.classifier.bundle
@@ -201,9 +265,9 @@ class HarmscanService:
 
     def _record(self, endpoint: str, rid: str, texts: Sequence[str],
                 results: Sequence[dict[str, Any]]) -> None:
-        self.metrics.observe_results(endpoint, results)
         if self.audit is not None:
-            self.audit.record(rid, endpoint, texts, results)
+            self.audit.record(rid, endpoint, texts, results)  # raises AuditUnavailable: nothing is answered
+        self.metrics.observe_results(endpoint, results)
 
 
 # The decorator returns a bentoml Service; type checkers still see the plain class.

@@ -95,6 +95,19 @@ def test_some_bad_rows_still_exit_0(bundle_dir: Path, tmp_path: Path) -> None:
     assert "1 bad rows" in proc.stderr
 
 
+def test_a_text_past_the_window_bound_is_that_rows_error_and_the_scan_goes_on(bundle_dir: Path, tmp_path: Path) -> None:
+    """One pathological row (U+FDFA expands 18-fold under NFKC) must not stop a million-row scan: it becomes an
+    error row naming the limit, and the rows around it are scored."""
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": "a", "text": "hello"}, {"id": "b", "text": "\ufdfa" * 35000}, {"id": "c", "text": "bye"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = _scan(bundle_dir, src, tmp_path / "out.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(x)["id"] for x in (tmp_path / "out.jsonl").read_text().splitlines()] == ["a", "c"]
+    (bad,) = [json.loads(x) for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
+    assert bad["id"] == "b" and "token windows after normalisation" in bad["error"]
+
+
 # -- empty inputs -----------------------------------------------------------------------------------------
 def _empty_inputs(tmp_path: Path) -> dict[str, Path]:
     pa = pytest.importorskip("pyarrow")
@@ -230,7 +243,7 @@ def test_exported_bundle_is_readable_by_other_users(bundle_dir: Path, tmp_path: 
 
 def test_private_export_keeps_the_bundle_to_its_owner(tiny_model_dir: Path, tmp_path: Path) -> None:
     from harmscan.classifiers.bundle import Bundle
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     out = export_bundle(tiny_model_dir, tmp_path / "private", variants=("fp32",), progress=False, private=True)
     assert _modes(out) == ({0o700}, {0o600})

@@ -55,7 +55,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     return Path(export_bundle(tiny_model_dir, tmp_path_factory.mktemp("serving_http") / "bundle"))
 
@@ -185,7 +185,8 @@ def test_labels_endpoint_reports_provenance(server: Server, classifier: Any) -> 
     assert info["model"]["variant"] == classifier.variant
     assert info["data"]["commercial_use"] is True
     assert info["limits"] == {"max_texts_per_request": 256, "max_chars_per_text": 100_000,
-                              "max_chars_per_request": 200_000, "max_body_bytes": 2 * 1024 * 1024}
+                              "max_chars_per_request": 200_000, "max_body_bytes": 2 * 1024 * 1024,
+                              "max_windows_per_request": 256}
     assert info["openai_mapping"]["illicit"]["from_labels"] == ["illegal_advice"]
 
 
