@@ -45,11 +45,11 @@ def main() -> None:
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from harmscan.classifiers import export as ex
     from harmscan.classifiers.calibration import sigmoid
     from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer, forward_windows
     from harmscan.classifiers.runtime import Runner, create_session
     from harmscan.text import normalize_text
+    from harmscan.training import export as ex
     from harmscan.training.modeling import load_classifier
 
     torch.set_num_threads(args.threads)

@@ -55,8 +55,8 @@ def minilm_bundle(cache: Path) -> Path:
     import torch
     import transformers
 
-    from harmscan.classifiers.export import export_bundle
     from harmscan.labels import default_taxonomy
+    from harmscan.training.export import export_bundle
 
     torch.manual_seed(0)
     tax = default_taxonomy()

@@ -76,7 +76,7 @@ def ensure_model(args: argparse.Namespace) -> tuple[Path, Path, str]:
             }))
     bundle = Path(args.bundle) if args.bundle else work / f"bundle_{model_dir.name}"
     if not (bundle / "harmscan.json").is_file():
-        from harmscan.classifiers.export import export_bundle
+        from harmscan.training.export import export_bundle
 
         # Speed only: a variant that misses the parity gate is still timed (and the table says so).
         export_bundle(model_dir, bundle, allow_parity_failure=True)
@@ -154,7 +154,7 @@ def export_raw_onnx(model_dir: Path, work: Path) -> Path:
     """A plain optimum export (no harmscan graph fusion), as LLM Guard's ONNX models are."""
     raw = work / f"raw_{model_dir.name}" / "model.onnx"
     if not raw.is_file():
-        from harmscan.classifiers.export import _export_onnx
+        from harmscan.training.export import _export_onnx
         from harmscan.training.modeling import load_classifier
 
         _export_onnx(load_classifier(model_dir), raw.parent)

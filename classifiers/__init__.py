@@ -1,7 +1,8 @@
-"""harmscan.classifiers: the bundle, calibration, policy, the ONNX Runtime HarmClassifier, export and scan.
+"""harmscan.classifiers: the bundle, calibration, policy, the ONNX Runtime HarmClassifier and scan.
 
 Attributes are imported lazily: `harmscan --help` imports this package (for the CLI) and must not pay for
-onnxruntime. Nothing here imports torch or transformers; only `export` does, inside its function.
+onnxruntime. Nothing here imports torch or transformers: export, which needs them, is
+`harmscan.training.export`; this package only reads the bundles it writes.
 """
 
 from __future__ import annotations

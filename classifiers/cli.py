@@ -109,7 +109,7 @@ def parse_thresholds(value: str | None) -> dict[str, float]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     texts = None
     if args.validation:
@@ -128,6 +128,8 @@ def _export(args: argparse.Namespace) -> int:
     for name, info in bundle.manifest["variants"].items():
         par = info["parity"]
         verdict = "passed" if par["passed"] else "FAILED the parity gate"
+        if par.get("gate") == "task-level":  # int8, against fp32 at the bundle's current thresholds
+            verdict = f"task-level gate {par['status']}" + (f": {'; '.join(par['failures'])}" if par["failures"] else "")
         print(
             f"{name}: {info['file']}  max |Δp| {par['max_abs_diff']:.2g}, identical flags {par['flag_agreement']:.2%}"
             f" on {par['texts']} texts: {verdict}"

@@ -98,7 +98,10 @@ def _tuning_common(p: argparse.ArgumentParser, bundle_required: bool) -> None:
         help="a bundle folder written by `harmscan export`"
         + ("" if bundle_required else " (optional with --labels when the file carries a scan's scores)"),
     )
-    p.add_argument("--variant", default="auto", choices=["auto", "fp32", "int8", "fp16"], help="model variant")
+    p.add_argument(
+        "--variant", default="fp32", choices=["fp32", "int8", "fp16"],
+        help="model variant to fit on (default: fp32, the reference every other variant's gate is measured against)",
+    )
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     source = p.add_mutually_exclusive_group()

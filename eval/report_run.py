@@ -189,6 +189,7 @@ def evaluate_bundle(
             "harmscan_version": clf.bundle.manifest.get("harmscan_version"),
         },
         "policy": {"source": pol_source, "thresholds": dict(pol.thresholds), "meta": dict(pol.meta)},
+        "int8_gate": (clf.bundle.manifest["variants"].get("int8") or {}).get("parity"),
         "warnings": [],
         "skipped": {},
     }

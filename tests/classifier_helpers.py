@@ -36,7 +36,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Pa
     """fp32 + int8 bundle of `model_dir`, built once per session."""
     out = tmp_path_factory.getbasetemp() / "shared_tiny_bundle"
     if not (out / "harmscan.json").is_file():
-        from harmscan.classifiers.export import export_bundle
+        from harmscan.training.export import export_bundle
 
         export_bundle(model_dir, out, progress=False)
     return out
@@ -137,7 +137,7 @@ def train_violence_model(out: Path, seconds_budget_steps: int = 120) -> Path:
 def violence_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.getbasetemp() / "shared_violence_bundle"
     if not (out / "harmscan.json").is_file():
-        from harmscan.classifiers.export import export_bundle
+        from harmscan.training.export import export_bundle
 
         model_dir = train_violence_model(tmp_path_factory.mktemp("violence_model"))
         export_bundle(model_dir, out, variants=("fp32",), progress=False)

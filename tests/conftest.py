@@ -36,7 +36,7 @@ def shared_data_dir() -> Path | None:
 def data_dir() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("../shared/data is absent: the real data sources are needed for this test")
+        pytest.skip("../shared/data (or $HARMSCAN_DATA_DIR) is absent: the real data sources are needed for this test")
     return path
 
 

@@ -29,7 +29,9 @@ def test_export_records_parity_within_tolerance_and_training_info(bundle_dir: Pa
     assert set(manifest["variants"]) == {"fp32", "int8"}
     fp32, int8 = manifest["variants"]["fp32"]["parity"], manifest["variants"]["int8"]["parity"]
     assert fp32["passed"] and fp32["max_abs_diff"] <= 1e-4
-    assert int8["passed"] and int8["max_abs_diff"] <= 0.02 and int8["flag_agreement"] >= 0.99
+    # int8 against fp32; on the unlabelled built-in texts max |Δp| <= 0.02 stands in for AUPRC / ECE.
+    assert int8["passed"] and int8["status"] == "passed" and int8["gate"] == "task-level"
+    assert int8["max_abs_diff"] <= 0.02 and int8["flag_agreement"] >= 0.99 and not int8["labelled"]
     assert fp32["texts"] >= 150 and manifest["export"]["validation"]["source"] == "builtin"
     # Every file is hashed; the manifest carries what the runtime and the audit need.
     assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json"}
@@ -72,27 +74,29 @@ def test_bundle_with_mismatched_tokenizer_is_refused(bundle_dir: Path, tmp_path:
 def test_parity_gate_refuses_export_past_tolerance(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harmscan.classifiers import export
+    from harmscan.training import export
 
-    # A gate no int8 graph can pass: the export must fail loudly, name the figures, and write nothing.
-    monkeypatch.setitem(export.TOLERANCES, "int8", {"max_abs_diff": 0.0, "min_flag_agreement": 1.0})
+    # A gate no fp32 graph can pass: the export must fail loudly, name the figures, and write nothing.
+    # (int8 answers to the task-level gate instead: tests/test_int8_gate.py.)
+    monkeypatch.setitem(export.TOLERANCES, "fp32", {"max_abs_diff": -1.0, "min_flag_agreement": None})
     out = tmp_path / "bundle"
     texts = ["hello there", "I will hurt you", "a much longer sentence about the weather and the sea"]
-    with pytest.raises(BundleError, match=r"parity gate on 3 caller texts: int8: max \|Δp\| [0-9.e-]+ \(limit 0\)"):
+    with pytest.raises(BundleError, match=r"parity gate on 3 caller texts: fp32: max \|Δp\| [0-9.e-]+ \(limit -1\)"):
         export.export_bundle(tiny_model_dir, out, validation=texts, progress=False)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no staging folder left behind
 
     # Asked explicitly, the failing variant is kept but marked, and "auto" does not choose it.
-    export.export_bundle(tiny_model_dir, out, validation=texts, progress=False, allow_parity_failure=True)
+    export.export_bundle(tiny_model_dir, out, variants=("fp32",), validation=texts, progress=False,
+                         allow_parity_failure=True)
     manifest = json.loads((out / "harmscan.json").read_text())
-    assert manifest["variants"]["int8"]["parity"]["passed"] is False
-    assert manifest["variants"]["fp32"]["parity"]["passed"] is True
+    assert manifest["variants"]["fp32"]["parity"]["passed"] is False
     from harmscan.classifiers import HarmClassifier
 
-    assert HarmClassifier.load(out, threads=1).variant == "fp32"
+    with pytest.raises(BundleError, match="no model variant usable on cpu"):
+        HarmClassifier.load(out, threads=1)
     with pytest.warns(RuntimeWarning, match="failed the export parity gate"):
-        assert HarmClassifier.load(out, variant="int8", threads=1).variant == "int8"
+        assert HarmClassifier.load(out, variant="fp32", threads=1).variant == "fp32"
 
 
 def test_export_fp16_and_recorded_validation_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -109,7 +113,7 @@ def test_export_fp16_and_recorded_validation_dataset(tiny_model_dir: Path, tmp_p
     (model_dir / "harmscan_training.json").write_text(json.dumps(info))
 
     out = tmp_path / "bundle"
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     export_bundle(model_dir, out, variants=("fp32",), fp16=True, progress=False)
     manifest = json.loads((out / "harmscan.json").read_text())
@@ -121,7 +125,7 @@ def test_export_fp16_and_recorded_validation_dataset(tiny_model_dir: Path, tmp_p
 
 
 def test_export_refuses_bad_model_folders_and_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     with pytest.raises(InputError, match="does not exist"):
         export_bundle(tmp_path / "nope", tmp_path / "b", progress=False)

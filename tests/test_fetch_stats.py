@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -20,22 +19,6 @@ from harmscan.training.sources import Example, Source, SourceFile
 from harmscan.training.stats import compute_stats, format_stats, registry_markdown, short_licence
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("HARMSCAN_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def data() -> Path:
-    path = _shared_data()
-    if path is None:
-        pytest.skip("../shared/data (or $HARMSCAN_DATA_DIR) is absent: these tests read the real sources")
-    return path
 
 
 def _sha(data: bytes) -> str:
@@ -73,14 +56,14 @@ def upstream(tmp_path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- fetch
-def test_everything_present_downloads_nothing(data: Path) -> None:
-    before = {p: p.stat().st_mtime_ns for p in data.rglob("*")}
+def test_everything_present_downloads_nothing(data_dir: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in data_dir.rglob("*")}
     out = io.StringIO()
-    results = fetch_sources(None, data, out=out)
+    results = fetch_sources(None, data_dir, out=out)
     assert set(results) == set(S.REGISTRY)
     assert all(status.startswith("present") for status in results.values())
     assert len(out.getvalue().splitlines()) == len(S.REGISTRY)
-    assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == before  # nothing written
+    assert {p: p.stat().st_mtime_ns for p in data_dir.rglob("*")} == before  # nothing written
 
 
 def test_fetch_downloads_a_missing_file_and_verifies_it(
@@ -204,8 +187,8 @@ def test_fetch_unknown_source_name(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------- stats
 @pytest.fixture(scope="module")
-def stats(data: Path) -> list:
-    return compute_stats(data)
+def stats(data_dir: Path) -> list:
+    return compute_stats(data_dir)
 
 
 def test_stats_list_every_source_with_a_licence(stats: list) -> None:
@@ -238,8 +221,8 @@ def test_stats_formats(stats: list) -> None:
         format_stats(stats, "yaml")
 
 
-def test_stats_for_named_sources_and_user_heads(tmp_path: Path, data: Path) -> None:
-    rows = compute_stats(data, ["catqa"])
+def test_stats_for_named_sources_and_user_heads(tmp_path: Path, data_dir: Path) -> None:
+    rows = compute_stats(data_dir, ["catqa"])
     assert {r.source for r in rows} == {"catqa"}
     # a user source's extra head gets its own column
     folder = tmp_path / "d" / "mine"
@@ -269,7 +252,7 @@ def test_registry_markdown_names_every_source() -> None:
     assert "pos/neg/unk" not in md.splitlines()[0]  # counts only when a data dir is given (see the docs test)
 
 
-def test_docs_table_is_in_sync_with_the_registry(data: Path) -> None:
+def test_docs_table_is_in_sync_with_the_registry(data_dir: Path) -> None:
     doc = (REPO / "docs" / "data.md").read_text(encoding="utf-8")
     block = doc.split("<!-- registry:start -->\n", 1)[1].split("\n<!-- registry:end -->", 1)[0]
-    assert block == registry_markdown(data), "docs/data.md is stale: regenerate it (see the docs)"
+    assert block == registry_markdown(data_dir), "docs/data.md is stale: regenerate it (see the docs)"

@@ -17,7 +17,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 @pytest.fixture(scope="module")
 def fp16_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     out = tmp_path_factory.mktemp("gpu") / "bundle"
     export_bundle(tiny_model_dir, out, variants=("fp32",), fp16=True, progress=False)

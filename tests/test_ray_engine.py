@@ -41,7 +41,7 @@ def ray_cluster() -> Any:
 
 @pytest.fixture(scope="module")
 def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     return export_bundle(tiny_model_dir, tmp_path_factory.mktemp("ray") / "bundle", progress=False)
 

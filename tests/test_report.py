@@ -37,8 +37,8 @@ def workspace(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """
     datasets = pytest.importorskip("datasets")
     from harmscan.classifiers import HarmClassifier
-    from harmscan.classifiers.export import export_bundle
     from harmscan.labels import default_taxonomy
+    from harmscan.training.export import export_bundle
 
     root = tmp_path_factory.mktemp("eval_ws")
     bundle = export_bundle(tiny_model_dir, root / "bundle", variants=("fp32",), progress=False)

@@ -25,8 +25,8 @@ def _free_port() -> int:
 
 def test_bento_builds_offline_and_serves(tiny_model_dir: Path, tmp_path: Path) -> None:
     from harmscan.classifiers import Bundle
-    from harmscan.classifiers.export import export_bundle
     from harmscan.serving.bento import build
+    from harmscan.training.export import export_bundle
 
     bundle = Path(export_bundle(tiny_model_dir, tmp_path / "bundle"))
     tag = build(bundle, version="test1")

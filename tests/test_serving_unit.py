@@ -159,7 +159,7 @@ def test_audit_log_holds_hashes_not_text(tmp_path: Path) -> None:
 # -- `harmscan serve` ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     return Path(export_bundle(tiny_model_dir, tmp_path_factory.mktemp("serving_unit") / "bundle"))
 

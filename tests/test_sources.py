@@ -7,7 +7,6 @@ with a reason when it is absent; the error-path tests copy one small source fold
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -18,29 +17,11 @@ from harmscan.errors import DataError
 from harmscan.training import sources as S
 from harmscan.training.sources import Example, all_sources, get_source, iter_examples, load_user_sources
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("HARMSCAN_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
-
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    path = _shared_data()
-    if path is None:
-        pytest.skip("../shared/data (or $HARMSCAN_DATA_DIR) is absent: these tests read the real sources")
-    return path
-
-
-@pytest.fixture(scope="module")
-def examples(data: Path) -> dict[str, list[Example]]:
+def examples(data_dir: Path) -> dict[str, list[Example]]:
     """Every built-in source read once (about 2 s for all of them)."""
-    return {name: list(iter_examples(name, data)) for name in S.REGISTRY}
+    return {name: list(iter_examples(name, data_dir)) for name in S.REGISTRY}
 
 
 def one(examples: dict[str, list[Example]], source: str, text_start: str) -> Example:
@@ -66,17 +47,17 @@ def single_line_error(exc: pytest.ExceptionInfo[DataError]) -> str:
 
 
 # ----------------------------------------------------------------------------------- registry structure
-def test_one_entry_per_data_folder(data: Path) -> None:
-    folders = {p.name for p in data.iterdir() if p.is_dir()}
+def test_one_entry_per_data_folder(data_dir: Path) -> None:
+    folders = {p.name for p in data_dir.iterdir() if p.is_dir()}
     assert set(S.REGISTRY) == folders
     assert len(S.REGISTRY) == 42
 
 
-def test_every_pinned_file_matches_its_size_and_sha256(data: Path) -> None:
+def test_every_pinned_file_matches_its_size_and_sha256(data_dir: Path) -> None:
     for src in S.REGISTRY.values():
-        assert S.verify_source(src, data) == data / src.name
+        assert S.verify_source(src, data_dir) == data_dir / src.name
         for f in src.files:
-            raw = (data / src.name / f.path).read_bytes()
+            raw = (data_dir / src.name / f.path).read_bytes()
             assert len(raw) == f.size, f"{src.name}/{f.path}"
             assert hashlib.sha256(raw).hexdigest() == f.sha256, f"{src.name}/{f.path}"
 
@@ -128,11 +109,11 @@ def test_every_source_yields_what_it_declares(examples: dict[str, list[Example]]
 
 
 def test_lexicon_is_registered_but_yields_no_training_examples(
-    data: Path, examples: dict[str, list[Example]]
+    data_dir: Path, examples: dict[str, list[Example]]
 ) -> None:
     assert S.REGISTRY["lexicon_ldnoobw_en"].kind == "lexicon"
     assert examples["lexicon_ldnoobw_en"] == []
-    terms = S.lexicon_terms(data / "lexicon_ldnoobw_en")
+    terms = S.lexicon_terms(data_dir / "lexicon_ldnoobw_en")
     assert len(terms) == 403 and "2g1c" in terms
 
 
@@ -263,12 +244,12 @@ def test_positive_counts_per_head_are_plausible(examples: dict[str, list[Example
 
 # ------------------------------------------------------------------------------------------ error paths
 @pytest.fixture
-def copy_source(data: Path, tmp_path: Path):
+def copy_source(data_dir: Path, tmp_path: Path):
     """Copy one source folder to tmp_path/data (writable), return the new data dir."""
 
     def _copy(name: str) -> Path:
         dst = tmp_path / "data" / name
-        shutil.copytree(data / name, dst)
+        shutil.copytree(data_dir / name, dst)
         for p in dst.iterdir():
             p.chmod(0o644)
         return tmp_path / "data"

@@ -6,7 +6,6 @@ Skips with a reason when ../shared/data (or $HARMSCAN_DATA_DIR) is absent.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -29,25 +28,9 @@ BENIGN_PROMPTS = (
 )
 
 
-def _shared_data() -> Path | None:
-    env = os.environ.get("HARMSCAN_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand
-    return None
-
-
 @pytest.fixture(scope="module")
-def data() -> Path:
-    path = _shared_data()
-    if path is None:
-        pytest.skip("../shared/data (or $HARMSCAN_DATA_DIR) is absent: these tests read the real sources")
-    return path
-
-
-@pytest.fixture(scope="module")
-def examples(data: Path) -> dict[str, list[Example]]:
-    return {name: list(iter_examples(name, data)) for name in NEW_SOURCES}
+def examples(data_dir: Path) -> dict[str, list[Example]]:
+    return {name: list(iter_examples(name, data_dir)) for name in NEW_SOURCES}
 
 
 def one(examples: dict[str, list[Example]], source: str, text_start: str) -> Example:

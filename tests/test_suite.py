@@ -285,7 +285,7 @@ def test_custom_cases_and_failed_examples() -> None:
 # -- the standalone entry point on a real (tiny, untrained) bundle ---------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
 
     out = tmp_path_factory.mktemp("suite_bundle") / "bundle"
     return export_bundle(tiny_model_dir, out, variants=("fp32",), optimize=False,

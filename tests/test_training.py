@@ -257,7 +257,7 @@ def test_mean_pooled_run_reloads_exports_and_scores_like_torch(tiny_dataset: Pat
     from transformers import AutoTokenizer
 
     from harmscan.classifiers.classifier import HarmClassifier
-    from harmscan.classifiers.export import export_bundle
+    from harmscan.training.export import export_bundle
     from harmscan.training.modeling import load_classifier, pooling_of
     from harmscan.training.trainer import TRAINING_SUMMARY, train
 

@@ -19,7 +19,6 @@ package: see `load_user_sources` (a YAML list, or a folder of `<name>.yaml` file
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,7 +29,17 @@ from typing import Any
 import yaml
 
 from harmscan.errors import DataError
-from harmscan.training.readers.base import Example, FileError, Label, Reader, check, lines, read_json, table
+from harmscan.training.readers.base import (
+    Example,
+    FileError,
+    Label,
+    Reader,
+    check,
+    json_lines,
+    lines,
+    read_json,
+    table,
+)
 from harmscan.training.readers.benign import lexicon_terms as lexicon_terms  # re-exported for callers
 
 HEADS: tuple[str, ...] = ("toxicity", "violence", "illegal_advice")
@@ -239,13 +248,7 @@ def _user_rows(path: Path, fmt: str, text_field: str) -> Iterator[tuple[int | No
         for i, line in enumerate(lines(path), start=1):
             yield i, {text_field: line}
     elif fmt == "jsonl":
-        for i, line in enumerate(lines(path), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FileError(path, i, f"invalid JSON: {exc.msg}") from None
+        for i, obj in json_lines(path):
             check(isinstance(obj, dict), path, i, "expected a JSON object per line")
             yield i, obj
     else:

@@ -66,11 +66,28 @@ def read_text(path: Path) -> str:
         raise FileError(path, line, f"not valid UTF-8 at byte {exc.start}") from None
 
 
+def csv_reader(path: Path, delimiter: str = ",") -> Any:
+    """A csv reader over the whole file; strict: a quote left open by a truncation raises instead of
+    swallowing the rest of the file."""
+    return csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
+
+
+def csv_rows(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The remaining non-empty rows of `csv_reader(path)` as (line, fields); a malformed row names its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FileError(path, reader.line_num, f"malformed row: {exc}") from None
+        if row:
+            yield reader.line_num, row
+
+
 def table(path: Path, columns: Sequence[str], delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV/TSV file as (line, {column: value}); every structural problem names file and line."""
-    text = read_text(path)
-    # strict: a quote left open by a truncation raises instead of swallowing the rest of the file
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv_reader(path, delimiter)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -80,18 +97,10 @@ def table(path: Path, columns: Sequence[str], delimiter: str = ",") -> Iterator[
     missing = [c for c in columns if c not in header]
     if missing:
         raise FileError(path, 1, f"missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise FileError(path, reader.line_num, f"malformed row: {exc}") from None
-        if not row:
-            continue
+    for line, row in csv_rows(reader, path):
         if len(row) != len(header):
-            raise FileError(path, reader.line_num, f"{len(row)} fields, expected {len(header)}")
-        yield reader.line_num, dict(zip(header, row, strict=True))
+            raise FileError(path, line, f"{len(row)} fields, expected {len(header)}")
+        yield line, dict(zip(header, row, strict=True))
 
 
 def lines(path: Path) -> list[str]:
@@ -100,6 +109,18 @@ def lines(path: Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """The values of a JSON Lines file as (line, value), blank lines skipped; bad JSON names its line."""
+    for i, line in enumerate(lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FileError(path, i, f"invalid JSON: {exc.msg}") from None
+        yield i, value
 
 
 def read_json(path: Path) -> Any:

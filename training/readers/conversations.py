@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +17,13 @@ from harmscan.training.readers.base import (
     BENIGN,
     UNKNOWN,
     Example,
-    FileError,
     Label,
     check,
     choice,
+    csv_reader,
+    csv_rows,
+    json_lines,
     label_dict,
-    lines,
     read_json,
     read_text,
     register,
@@ -75,13 +75,7 @@ def read_counter_context(folder: Path) -> Iterator[Example]:
         splits = ("train", "val", "test") if part == "gold" else ("train", "val")
         for split in splits:
             path = folder / f"{part}_{split}.jsonl"
-            for i, line in enumerate(lines(path), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise FileError(path, i, f"invalid JSON: {exc.msg}") from None
+            for i, row in json_lines(path):
                 check(isinstance(row, dict) and "target" in row and "label" in row, path, i,
                       "expected an object with label and target")
                 label = _YU_LABELS[choice(str(row["label"]), _YU_LABELS, path, i, "label")]
@@ -224,18 +218,11 @@ XSAFETY_REVERSE_REQUESTS = frozenset({67, 88, 135, 149})
 
 
 def _headerless_first_column(path: Path) -> Iterator[tuple[int, str]]:
-    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise FileError(path, reader.line_num, f"malformed row: {exc}") from None
-        if row and row[0].strip():
+    for line, row in csv_rows(csv_reader(path), path):
+        if row[0].strip():
             # a trailing empty column (Unfairness_And_Discrimination) is the only extra field
-            check(not any(c.strip() for c in row[1:]), path, reader.line_num, "text in a second column")
-            yield reader.line_num, row[0]
+            check(not any(c.strip() for c in row[1:]), path, line, "text in a second column")
+            yield line, row[0]
 
 
 @register("xsafety_en")

@@ -7,7 +7,6 @@ a handful of prompts are dual-use or real harmful requests, and those get unknow
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,16 @@ from harmscan.training.readers.base import (
     Example,
     FileError,
     check,
+    json_lines,
     label_dict,
-    lines,
     read_json,
     register,
     table,
 )
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, object]]:
-    for i, line in enumerate(lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FileError(path, i, f"invalid JSON: {exc.msg}") from None
-
-
 def _objects(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict[str, object]]]:
-    for i, obj in _json_lines(path):
+    for i, obj in json_lines(path):
         if not isinstance(obj, dict):
             raise FileError(path, i, "expected a JSON object per line")
         missing = [f for f in fields if f not in obj]
@@ -121,7 +110,7 @@ OASST_EXCEPTIONS: dict[str, dict[str, int | None]] = {
 def read_oasst_eval_prompts(folder: Path) -> Iterator[Example]:
     for file in ("en_100_text.jsonl", "prompt_lottery_en_250_text.jsonl"):
         path = folder / file
-        for line, value in _json_lines(path):  # one JSON string per line
+        for line, value in json_lines(path):  # one JSON string per line
             text = _text(value, path, line, "the line")
             labels = dict(OASST_EXCEPTIONS.get(text, BENIGN))
             yield Example(text, labels, "oasst_eval_prompts", {"file": file})
