@@ -125,6 +125,28 @@ def test_context_window_catches_harm_split_across_sentences(records: list[dict[s
     assert all(e.kind == "text" for e in no_context.stream(["Bring a knife.\n", "Meet me in the alley.\n"]))
 
 
+class DilutingScorer(KeywordScorer):
+    """Like a real model: benign text in front of a harmful sentence pulls its score down (measured on the
+    quickstart model: a toxic sentence 0.93 alone, 0.50 after one benign sentence)."""
+
+    def predict_proba(self, texts: Any) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = super().predict_proba(texts)
+        out[:, 1] = [0.95 if t.startswith("I will stab") else 0.5 if "stab" in t else 0.05 for t in texts]
+        return out
+
+
+def test_benign_context_does_not_dilute_a_harmful_sentence() -> None:
+    """Each sentence is scored alone as well as after its context, and the higher score counts: a harmful
+    sentence after benign ones is still cut (with the context only, 26 of 150 got through in the benchmark)."""
+    policy = Policy.from_dict(
+        {"version": 1, "actions": {"output": {"violence": [{"action": "block", "threshold": 0.9}]}}}, LABELS)
+    guard = Guard(DilutingScorer(), policy, context_chars=200)
+    events = list(guard.stream(["The weather is nice. ", "We had lunch. ", "I will stab him tonight. ", "Bye."]))
+    assert "".join(e.text for e in events if e.kind == "text") == "The weather is nice. We had lunch. "
+    assert events[-1].kind == "blocked"
+
+
 def test_threshold_only_policy_blocks_what_it_flags() -> None:
     guard = Guard(KeywordScorer(), Policy({"toxicity": 0.5, "violence": 0.5, "illegal_advice": 0.5}))
     assert guard.check_input(RUDE).action == "block"
