@@ -200,9 +200,6 @@ _KNOWN_KEYS = frozenset((
     "heads", "eval_only",
 ))
 _FILE_KEYS = frozenset(("path", "sha256", "size", "url", "derived", "note", "build"))
-# kept for the user-sources documentation: the keys a generic (code-free) entry needs
-_USER_KEYS = (*_REQUIRED_KEYS, *_GENERIC_KEYS)
-
 
 @dataclass(frozen=True)
 class _HeadRule:
