@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,10 @@ def violence_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model_dir = train_violence_model(tmp_path_factory.mktemp("violence_model"))
         export_bundle(model_dir, out, variants=("fp32",), progress=False)
     return out
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from classifier_helpers import BENIGN, VIOLENT, violence_bundle  # noqa: E402
+from classifier_helpers import BENIGN, VIOLENT, free_port, violence_bundle  # noqa: E402
 
 KEY = "gw-test-key-5c2e"
 CANARY = "quokka-canary-gw-77"  # in every prompt and completion: must never reach the log or the audit
@@ -136,12 +135,6 @@ def policy(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     url: str
@@ -150,7 +143,7 @@ class Server:
 
 
 def _start(args: list[str], tmp: Path) -> tuple[Server, subprocess.Popen[bytes]]:
-    port = _free_port()
+    port = free_port()
     log, audit = tmp / "server.log", tmp / "audit.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_HOME": str(tmp / "bentoml_home"),
            "BENTOML_DO_NOT_TRACK": "true", "GW_TEST_KEYS": KEY}

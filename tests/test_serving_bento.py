@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from classifier_helpers import free_port  # noqa: E402
 
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_bento_builds_offline_and_serves(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -37,7 +31,7 @@ def test_bento_builds_offline_and_serves(tiny_model_dir: Path, tmp_path: Path) -
     assert list((bento_dir / "env" / "python" / "wheels").glob("harmscan-*.whl"))
     assert "lock" not in " ".join(p.name for p in (bento_dir / "env" / "python").iterdir())
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARMSCAN_")}
     env.update(OMP_NUM_THREADS="1", BENTOML_DO_NOT_TRACK="true")
     log = tmp_path / "bento.log"

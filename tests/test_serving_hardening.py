@@ -25,6 +25,8 @@ import pytest
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 
+from classifier_helpers import free_port  # noqa: E402
+
 from harmscan.errors import InputError  # noqa: E402
 
 KEY = "hardening-key-5c2e"
@@ -45,12 +47,6 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _port_taken(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -64,7 +60,7 @@ def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _start(bundle: Path, tmp: Path, audit: Path, *extra: str) -> Server:
-    port = _free_port()
+    port = free_port()
     log = tmp / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_HOME": str(tmp / "bentoml_home"),
            "BENTOML_DO_NOT_TRACK": "true", "HARMSCAN_TEST_KEYS": KEY}

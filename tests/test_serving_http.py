@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from classifier_helpers import free_port  # noqa: E402
 
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
@@ -47,12 +47,6 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harmscan.training.export import export_bundle
@@ -70,7 +64,7 @@ def classifier(bundle: Path) -> Any:
 @pytest.fixture(scope="module")
 def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("server")
-    port = _free_port()
+    port = free_port()
     log, audit = tmp / "server.log", tmp / "audit.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_HOME": str(tmp / "bentoml_home"),
            "BENTOML_DO_NOT_TRACK": "true", "HARMSCAN_TEST_KEYS": f"other-key,{KEY}"}
