@@ -16,12 +16,13 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install quickstart test lint typecheck clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and alone: a CPU build (a bare `torch` requirement would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,serve,ray,dev]'
+	# the CPU ONNX Runtime build, at the exact versions of constraints.txt (pyproject.toml holds ranges)
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,train,serve,ray,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from harmscan.errors import InputError
+from harmscan.errors import InputError, MissingExtraError
+
+try:
+    import onnxruntime as ort
+except ImportError:  # the base install ships no ONNX Runtime build: the user picks CPU or GPU
+    raise MissingExtraError(
+        "ONNX Runtime is not installed: pip install 'harmscan[cpu]' (or 'harmscan[gpu]' for CUDA)"
+    ) from None
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,10 @@
 A file is downloaded only when it is missing or fails its size/sha256 check (or with force=True), to a
 temporary file beside its target, checked against the pinned sha256 and only then renamed into place, so
 an interrupted or corrupted download never leaves a half file where a good one is expected. A data dir
-that already holds every file is not written to at all.
+that already holds every file is not written to at all. Derived files are rebuilt from their upstream
+(one file, or an archive's members) by a builder named in the registry (training/derive.py) and checked
+against the same pinned sha256. A mirror of the origins ($HARMSCAN_DATA_MIRROR) serves `https://HOST/PATH`
+as `<mirror>/HOST/PATH`.
 """
 
 from __future__ import annotations
@@ -15,38 +18,33 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
 from harmscan.errors import DataError
+from harmscan.training.derive import BUILDERS
 from harmscan.training.sources import Source, SourceFile, all_sources, file_problem, file_sha256, get_source
 
 TIMEOUT_S = 60
 CHUNK = 1 << 16
 
 
-def _merge_ours(data: bytes) -> bytes:
-    """Resolve git merge-conflict blocks by keeping the first side (the copies here have two equal sides)."""
-    out: list[bytes] = []
-    side = ""
-    for line in data.splitlines(keepends=True):
-        bare = line.rstrip(b"\r\n")
-        if bare.startswith(b"<<<<<<<"):
-            side = "ours"
-        elif bare == b"=======" and side == "ours":
-            side = "theirs"
-        elif bare.startswith(b">>>>>>>") and side == "theirs":
-            side = ""
-        elif side != "theirs":
-            out.append(line)
-    return b"".join(out)
+MIRROR_ENV = "HARMSCAN_DATA_MIRROR"
+_ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 
 
-# Derived files that fetch can rebuild from their upstream (SourceFile.build names one of these).
-BUILDERS: dict[str, Callable[[bytes], bytes]] = {"merge-ours": _merge_ours}
+def mirrored(url: str, mirror: str | None) -> str:
+    """`https://host/path` served from a mirror laid out as `<mirror>/host/path` (file:// URLs stay as-is).
+
+    A mirror holds byte copies of the origins, so every sha256 check still applies to what it serves.
+    """
+    if not mirror or not url.startswith(("https://", "http://")):
+        return url
+    return mirror.rstrip("/") + "/" + url.split("://", 1)[1]
 
 
 def _download(url: str, dest: IO[bytes], label: str) -> None:
@@ -81,11 +79,46 @@ def _archive_member(archive: Path, member: str, url: str) -> bytes:
             return fh.read()
     except KeyError:
         raise DataError(f"{url} has no member {member!r}") from None
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise DataError(f"{url} is not a readable archive: {exc}") from None
 
 
-def _fetch_bytes(f: SourceFile, out: IO[bytes]) -> None:
+def _archive_members(archive: Path, prefix: str, url: str) -> dict[str, bytes]:
+    """Every file of a downloaded archive under `prefix` (all when empty), keyed by its repository path.
+
+    A GitHub archive wraps the repository in one `<repo>-<commit>/` folder: it is dropped from the keys.
+    """
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                raw = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+        else:
+            with tarfile.open(archive) as tf:
+                raw = {}
+                for m in tf.getmembers():
+                    if m.isfile() and (fh := tf.extractfile(m)) is not None:
+                        raw[m.name] = fh.read()
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise DataError(f"{url} is not a readable archive: {exc}") from None
+    tops = {name.split("/", 1)[0] for name in raw}
+    if len(tops) == 1 and all("/" in name for name in raw):
+        raw = {name.split("/", 1)[1]: data for name, data in raw.items()}
+    members = {name: data for name, data in raw.items() if name.startswith(prefix)}
+    if not members:
+        raise DataError(f"{url} has no files under {prefix!r}")
+    return members
+
+
+def _build(f: SourceFile, raw: Path, url: str, member: str) -> bytes:
+    """Run the builder `f.build` on the downloaded upstream (one file, or an archive's files)."""
+    if url.endswith(_ARCHIVE_SUFFIXES):
+        inputs = _archive_members(raw, member, url)
+    else:
+        inputs = {url.rsplit("/", 1)[-1]: raw.read_bytes()}
+    return BUILDERS[f.build](inputs)
+
+
+def _fetch_bytes(f: SourceFile, out: IO[bytes], mirror: str | None = None) -> None:
     """Write the pinned content of `f` to `out`: a plain download, an archive member or a rebuilt file."""
     url, _, member = f.url.partition("#")
     if f.derived and f.build not in BUILDERS:
@@ -93,18 +126,20 @@ def _fetch_bytes(f: SourceFile, out: IO[bytes]) -> None:
             f"{f.path} is derived, not downloadable as-is ({f.note or 'see the source notes'}); it is built "
             f"from {url}: rebuild it that way or copy it from another data dir"
         )
+    source_url = mirrored(url, mirror)
     if not member and not f.derived:
-        _download(url, out, f.path)
+        _download(source_url, out, f.path)
         return
     with tempfile.TemporaryDirectory(prefix="harmscan-fetch-") as tmp:
         raw = Path(tmp) / "download"
         with raw.open("wb") as fh:
-            _download(url, fh, f.path)
-        data = _archive_member(raw, member, url) if member else raw.read_bytes()
-    out.write(BUILDERS[f.build](data) if f.derived else data)
+            _download(source_url, fh, f.path)
+        out.write(_build(f, raw, url, member) if f.derived else _archive_member(raw, member, url))
 
 
-def fetch_file(source: Source, f: SourceFile, data_dir: str | os.PathLike[str]) -> Path:
+def fetch_file(
+    source: Source, f: SourceFile, data_dir: str | os.PathLike[str], mirror: str | None = None
+) -> Path:
     """Download one file to a temporary name, check it, then rename it into place. DataError on failure."""
     if not f.url:
         raise DataError(f"{f.path} has no download URL: put it in {Path(data_dir) / source.name} by hand")
@@ -114,7 +149,7 @@ def fetch_file(source: Source, f: SourceFile, data_dir: str | os.PathLike[str]) 
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            _fetch_bytes(f, out)
+            _fetch_bytes(f, out, mirror)
         size = tmp.stat().st_size
         if f.size >= 0 and size != f.size:
             raise DataError(f"downloaded {f.path} has {size} bytes, expected {f.size}: not kept")
@@ -133,7 +168,9 @@ def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
 
 
-def fetch_source(source: Source, data_dir: str | os.PathLike[str], force: bool = False) -> str:
+def fetch_source(
+    source: Source, data_dir: str | os.PathLike[str], force: bool = False, mirror: str | None = None
+) -> str:
     """Fetch what `source` lacks; return its summary status ("present", "fetched N files", "failed: ...").
 
     Every missing file is tried even after one fails, so a source with one derived file still gets the rest.
@@ -146,7 +183,7 @@ def fetch_source(source: Source, data_dir: str | os.PathLike[str], force: bool =
     errors: list[str] = []
     for f in todo:
         try:
-            fetch_file(source, f, data_dir)
+            fetch_file(source, f, data_dir, mirror)
         except DataError as exc:
             errors.append(str(exc))
         except OSError as exc:  # e.g. a read-only data dir
@@ -168,19 +205,23 @@ def fetch_sources(
     *,
     user_file: str | os.PathLike[str] | None = None,
     out: IO[str] | None = None,
+    mirror: str | None = None,
 ) -> dict[str, str]:
     """Fetch the named sources (default: all), print one summary line per source, return the statuses.
+
+    `mirror` (default: $HARMSCAN_DATA_MIRROR) serves every origin URL from `<mirror>/<host>/<path>`.
 
     Raises DataError after the summary when any source failed, so the CLI exits non-zero.
     """
     out = out or sys.stdout
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     sources = (
         [get_source(n, user_file) for n in names] if names else list(all_sources(user_file).values())
     )
     width = max(len(s.name) for s in sources) if sources else 0
     results: dict[str, str] = {}
     for src in sources:
-        results[src.name] = status = fetch_source(src, data_dir, force=force)
+        results[src.name] = status = fetch_source(src, data_dir, force=force, mirror=mirror)
         print(f"{src.name:<{width}}  {status}", file=out, flush=True)
     failed = [n for n, s in results.items() if s.startswith("failed")]
     if failed:
