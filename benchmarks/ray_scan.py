@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,25 +106,27 @@ def reader_rate(path: Path, repeats: int) -> float:
 
 def driver_rate(rows_path: Path, chunk: int, tmp: Path, repeats: int) -> float:
     """Rows/s the driver can unpickle, write and commit (JSONL; per chunk: fsync of output and errors file,
-    progress file replaced), with the single-process scan's own commit code."""
-    from harmscan.classifiers import scan as single
-    from harmscan.classifiers.writers import JsonlWriter
+    progress file replaced), with the scan driver both engines use."""
+    from harmscan.classifiers.scan import Chunk, ScanCheckpoint
+    from harmscan.classifiers.scan_progress import PROGRESS_FORMAT
 
     rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines()]
     blobs = [pickle.dumps((rows[i : i + chunk], [])) for i in range(0, len(rows), chunk)]
     out = tmp / "driver.jsonl"
-    times = []
-    for _ in range(repeats):
-        state: dict[str, Any] = {"format": single.PROGRESS_FORMAT, "records": 0}
-        writer, errors = JsonlWriter(out), JsonlWriter(tmp / "driver.errors.jsonl")
-        t = time.perf_counter()
+
+    def chunks() -> Iterator[Chunk]:
+        start = 0
         for blob in blobs:
             good, bad = pickle.loads(blob)
-            writer.write(good)
-            errors.write(bad)
-            state = single._commit(out, state, writer, errors, len(good))
-        writer.close()
-        errors.close()
+            yield Chunk(start, len(good), good, bad)
+            start += len(good)
+
+    times = []
+    for _ in range(repeats):
+        state: dict[str, Any] = {"format": PROGRESS_FORMAT, "records": 0}
+        checkpoint = ScanCheckpoint(out, tmp / "driver.errors.jsonl", "jsonl", [], False, state)
+        t = time.perf_counter()
+        checkpoint.run(chunks, progress=False)
         times.append(time.perf_counter() - t)
     return len(rows) / statistics.median(times)
 

@@ -6,7 +6,10 @@ Layout of a bundle folder:
     model.onnx           fp32, optimised for ONNX Runtime
     model.int8.onnx      int8, dynamically quantised (CPU)
     model.fp16.onnx      fp16 (GPU), when built
-Every file except the manifest is listed in manifest["files"] with its sha256; loading verifies them.
+    config.json          id2label / problem_type for optimum's ORTModelForSequenceClassification
+    README.md            the model card (modelcard.py): documentation, not hashed
+Every file except the manifest is listed in its `files` with its sha256; loading verifies them. The
+manifest is read and validated by `manifest.Manifest`; this module writes it.
 Calibration and thresholds are edited in place by `harmscan calibrate` / `harmscan thresholds`, which
 rewrite only the manifest.
 """
@@ -23,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from harmscan import __version__
-from harmscan.classifiers.calibration import IDENTITY, validate
+from harmscan.classifiers.calibration import IDENTITY
+from harmscan.classifiers.hub import resolve_bundle_path
+from harmscan.classifiers.manifest import FORMAT, FORMAT_VERSION, MANIFEST, Manifest
+from harmscan.classifiers.modelcard import MODEL_CARD
 from harmscan.classifiers.policy import Policy
 from harmscan.errors import BundleError
 from harmscan.labels import Taxonomy
 from harmscan.text import NORMALIZER_VERSION
 
-MANIFEST = "harmscan.json"
-FORMAT = "harmscan-bundle"
-FORMAT_VERSION = 1
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 # A bundle is read by whoever serves it, often another user than the one who exported it (a service
 # account, a container): readable by all by default. `harmscan export --private` keeps it to its owner.
@@ -49,54 +52,26 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 @dataclass
 class Bundle:
-    """A loaded, verified bundle. `manifest` is the parsed harmscan.json."""
+    """A loaded, verified bundle. `info` is its typed manifest (what every front reads); `manifest` is the
+    harmscan.json document as stored, which `update` rewrites (keys `Manifest` does not name kept)."""
 
     path: Path
     manifest: dict[str, Any]
+    info: Manifest
 
     # -- reading -------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike[str], verify: bool = True) -> Bundle:
-        path = Path(path)
-        mpath = path / MANIFEST
-        if not path.is_dir():
-            raise BundleError(f"bundle {path} does not exist or is not a folder: create one with `harmscan export`")
-        if not mpath.is_file():
-            raise BundleError(f"{path} is not a harmscan bundle: {MANIFEST} is missing (create it with `harmscan export`)")
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{mpath} is corrupt (not valid JSON: {exc}); re-export the bundle") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise BundleError(f"{mpath} is not a harmscan bundle manifest")
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise BundleError(
-                f"{mpath} has bundle format {version}, this harmscan reads format {FORMAT_VERSION}: "
-                "re-export the model with this version"
-            )
-        bundle = cls(path, manifest)
-        bundle._check_consistency()
+        folder = resolve_bundle_path(path)  # a folder, or hf://owner/name[@rev]: its snapshot (hub.py)
+        info, document = Manifest.load(folder)
+        bundle = cls(folder, document, info)
         if verify:
             bundle.verify_files()
         return bundle
 
-    def _check_consistency(self) -> None:
-        m = self.manifest
-        for key in ("labels", "files", "variants", "tokenizer", "max_length"):
-            if key not in m:
-                raise BundleError(f"{self.path / MANIFEST} lacks '{key}': the bundle is incomplete, re-export it")
-        if m.get("normalizer_version") != NORMALIZER_VERSION:
-            raise BundleError(
-                f"{self.path} was built with text normaliser v{m.get('normalizer_version')}, this harmscan "
-                f"has v{NORMALIZER_VERSION}: re-export the bundle"
-            )
-        validate(m.get("calibration", IDENTITY), self.label_names)
-        Policy.from_dict(m.get("thresholds", {}), self.label_names, origin=str(self.path / MANIFEST))
-
     def verify_files(self) -> None:
         """Refuse a tampered or incomplete bundle: every listed file must exist with its recorded sha256."""
-        for rel, expected in self.manifest["files"].items():
+        for rel, expected in self.info.files.items():
             fpath = self.path / rel
             if not fpath.is_file():
                 raise BundleError(f"bundle file {fpath} is missing: the bundle is incomplete, re-export it")
@@ -109,47 +84,43 @@ class Bundle:
 
     @property
     def taxonomy(self) -> Taxonomy:
-        return Taxonomy.from_list(self.manifest["labels"])
+        return self.info.taxonomy
 
     @property
     def label_names(self) -> list[str]:
-        return [item["name"] for item in self.manifest["labels"]]
+        return self.info.label_names
 
     @property
     def calibration(self) -> dict[str, Any]:
-        return dict(self.manifest.get("calibration") or IDENTITY)
+        return dict(self.info.calibration)
 
     @property
     def policy(self) -> Policy:
-        return Policy.from_dict(self.manifest.get("thresholds") or {}, self.label_names)
+        return self.info.policy
 
     @property
     def max_length(self) -> int:
-        return int(self.manifest["max_length"])
+        return self.info.max_length
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.path / self.manifest["tokenizer"]
+        return self.path / self.info.tokenizer
 
     def variant_path(self, variant: str) -> Path:
-        info = self.manifest["variants"].get(variant)
+        info = self.info.variants.get(variant)
         if not info:
-            have = ", ".join(sorted(self.manifest["variants"])) or "none"
+            have = ", ".join(sorted(self.info.variants)) or "none"
             raise BundleError(f"bundle {self.path} has no {variant} variant (it has: {have})")
         return self.path / info["file"]
 
     @property
     def variants(self) -> list[str]:
-        return sorted(self.manifest["variants"])
+        return sorted(self.info.variants)
 
     @property
     def fingerprint(self) -> str:
         """A short hash of the model files and the decision-relevant manifest fields (audit logs)."""
-        h = hashlib.sha256()
-        for rel, digest in sorted(self.manifest["files"].items()):
-            h.update(f"{rel}={digest};".encode())
-        h.update(json.dumps([self.calibration, self.manifest.get("thresholds")], sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        return self.info.fingerprint
 
     # -- writing -------------------------------------------------------------------------------------
     def update(self, **fields: Any) -> None:
@@ -157,10 +128,11 @@ class Bundle:
         New calibration or thresholds turn a variant's task-level gate verdict `pending`: it was measured
         at the old operating point (`harmscan thresholds` measures it again)."""
         changed = [k for k in ("calibration", "thresholds") if k in fields and fields[k] != self.manifest.get(k)]
-        self.manifest.update(fields)
+        document = {**self.manifest, **fields}
         if changed:
-            mark_gates_pending(self.manifest, f"{' and '.join(changed)} changed after the gate was measured")
-        self._check_consistency()
+            mark_gates_pending(document, f"{' and '.join(changed)} changed after the gate was measured")
+        self.info = Manifest.from_dict(document, self.path)  # validated before anything is written
+        self.manifest = document
         write_manifest(self.path, self.manifest)
 
 
@@ -202,10 +174,11 @@ def mark_gates_pending(manifest: dict[str, Any], reason: str) -> None:
 
 
 def record_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Hash every file in the bundle folder (except the manifest) into manifest['files']."""
+    """Hash every file in the bundle folder into manifest['files'], except the manifest and the model card
+    (documentation, rewritten by `hub.push` and editable on the Hub: see modelcard.py)."""
     files = {}
     for fpath in sorted(bundle_dir.rglob("*")):
-        if fpath.is_file() and fpath.name != MANIFEST:
+        if fpath.is_file() and fpath.relative_to(bundle_dir).as_posix() not in (MANIFEST, MODEL_CARD):
             files[fpath.relative_to(bundle_dir).as_posix()] = sha256_file(fpath)
     manifest["files"] = files
 

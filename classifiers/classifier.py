@@ -17,7 +17,6 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from harmscan.classifiers.encoding import (
 )
 from harmscan.classifiers.int8_gate import gate_status
 from harmscan.classifiers.int8_gate import summary as gate_summary
+from harmscan.classifiers.language import bundle_languages, detect_many
 from harmscan.classifiers.policy import Policy
 from harmscan.classifiers.runtime import CUDA, Runner, create_session, resolve_device
 from harmscan.classifiers.textmap import normalize_with_offsets
@@ -56,13 +56,17 @@ class ScanResult:
     """One text's verdict. `span` ({"start", "end", "label"}: character offsets into the caller's original
     text) locates the window that scored highest for `label` (the strongest flagged label, else the
     strongest label), merged with the adjacent windows that also cross the threshold. It is set for texts
-    longer than one window, and for every text when `scan(..., return_spans=True)`."""
+    longer than one window, and for every text when `scan(..., return_spans=True)`. `language` is the
+    text's ISO 639-1 code, or "und" when too short or unsure (`harmscan.classifiers.language`), with the
+    identifier's confidence; a policy's out_of_scope block routes languages the bundle was not trained on."""
 
     scores: dict[str, float]
     flagged: list[str]
     decision: str  # "flag" | "allow"; with a policy with actions, the action taken on an input
     span: dict[str, Any] | None = None
     windows: int = 1
+    language: str = "und"
+    language_confidence: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +80,7 @@ def choose_variant(bundle: Bundle, variant: str, device: str) -> str:
     `export --allow-parity-failure`) loads with a warning."""
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
-    variants = bundle.manifest["variants"]
+    variants = bundle.info.variants
     if variant != "auto":
         bundle.variant_path(variant)  # raises a BundleError naming the variants the bundle has
         parity = variants[variant].get("parity") or {}
@@ -122,7 +126,8 @@ class HarmClassifier:
             raise InputError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.bundle = bundle
         self.labels: list[str] = bundle.label_names
-        self.policy = policy
+        self.languages = bundle_languages(bundle.info.training)  # what an out_of_scope block defaults to
+        self.policy = policy.with_default_languages(self.languages)
         self.variant = variant
         self.batch_size = int(batch_size)
         self.max_batch_tokens = max_batch_tokens
@@ -130,8 +135,7 @@ class HarmClassifier:
         self.pad_multiple = GPU_PAD_MULTIPLE if self.device == "cuda" else 1
         self.calibration = bundle.calibration
         self._runner = runner
-        stride = int(bundle.manifest.get("window_stride", bundle.max_length // 4))
-        self._tokenizer = WindowTokenizer(bundle.tokenizer_path, bundle.max_length, stride)
+        self._tokenizer = WindowTokenizer(bundle.tokenizer_path, bundle.max_length, bundle.info.window_stride)
         width = runner.session.get_outputs()[0].shape[-1]
         if isinstance(width, int) and width != len(self.labels):
             raise BundleError(
@@ -166,12 +170,7 @@ class HarmClassifier:
             cpu_variant = choose_variant(b, variant, "cpu")
             if cpu_variant != chosen:
                 chosen, session = cpu_variant, _session(b, cpu_variant, "cpu", threads, "cpu")
-        if policy is None:
-            pol = b.policy
-        elif isinstance(policy, Policy):
-            pol = policy
-        else:
-            pol = Policy.from_file(Path(policy), b.label_names)
+        pol = Policy.resolve(policy, b.label_names, default=b.policy)
         runner = Runner(session, io_binding=resolved == "cuda" if io_binding is None else io_binding)
         if max_batch_tokens == "auto":
             max_batch_tokens = None if resolved == "cuda" else CPU_MAX_BATCH_TOKENS
@@ -219,7 +218,9 @@ class HarmClassifier:
         inf = self._infer(items, want_spans=return_spans)
         probs = apply_calibration(inf.logits, self.calibration, self.labels)
         flags = policy.flags(probs, self.labels)
-        decisions = policy.decisions(probs, self.labels, "input", lengths=[len(t) for t in items])
+        langs = detect_many(items)  # beside the model, never fed to it: scores do not depend on it
+        decisions = policy.decisions(probs, self.labels, "input", lengths=[len(t) for t in items],
+                                     languages=[lang.code for lang in langs])
         results = []
         for i, text in enumerate(items):
             flagged = [name for name, f in zip(self.labels, flags[i], strict=True) if f]
@@ -238,6 +239,8 @@ class HarmClassifier:
                     decision=decisions[i].action,
                     span=span,
                     windows=int(inf.counts[i]),
+                    language=langs[i].code,
+                    language_confidence=langs[i].confidence,
                 )
             )
         return results

@@ -86,26 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=1024, help="texts per commit (default: 1024)")
     p.add_argument("--spans", action="store_true", help="add the top window's character span and window count")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
-    from harmscan.classifiers.ray_engine import add_ray_arguments  # stdlib-only import: --help stays fast
-
     add_ray_arguments(p)  # --engine ray|local, --num-actors, --ray-address, --gpus-per-actor
     p.set_defaults(func=_scan)
-
-
-def parse_thresholds(value: str | None) -> dict[str, float]:
-    """'violence=0.3,toxicity=0.7' -> {'violence': 0.3, 'toxicity': 0.7}."""
-    from harmscan.errors import InputError
-
-    out: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in (value or "").split(","))):
-        name, sep, number = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(number)
-        except ValueError:
-            raise InputError(f"--thresholds: {item!r} is not label=probability (e.g. violence=0.3)") from None
-    return out
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -125,7 +107,7 @@ def _export(args: argparse.Namespace) -> int:
     from harmscan.classifiers.bundle import Bundle
 
     bundle = Bundle.load(out, verify=False)
-    for name, info in bundle.manifest["variants"].items():
+    for name, info in bundle.info.variants.items():
         par = info["parity"]
         verdict = "passed" if par["passed"] else "FAILED the parity gate"
         if par.get("gate") == "task-level":  # int8, against fp32 at the bundle's current thresholds
@@ -140,7 +122,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     if args.engine == "ray":
-        from harmscan.classifiers.ray_engine import run_ray_scan
         from harmscan.errors import InputError
 
         if str(args.output) == "-" or args.max_errors is not None:
@@ -150,13 +131,12 @@ def _scan(args: argparse.Namespace) -> int:
         return run_ray_scan(args)
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.classifier import HarmClassifier
-    from harmscan.classifiers.policy import Policy
+    from harmscan.classifiers.policy import Policy, parse_overrides
     from harmscan.classifiers.scan import scan_file
     from harmscan.errors import RowsFailedError
 
     bundle = Bundle.load(args.bundle)
-    policy = Policy.from_file(args.policy, bundle.label_names) if args.policy else bundle.policy
-    policy = policy.with_overrides(parse_thresholds(args.thresholds), bundle.label_names)
+    policy = Policy.resolve(args.policy, bundle.label_names, parse_overrides(args.thresholds), default=bundle.policy)
     clf = HarmClassifier.load(
         bundle, variant=args.variant, device=args.device, threads=args.threads, policy=policy,
         batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens or "auto",
@@ -189,3 +169,47 @@ def _scan(args: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> bool:
     """Progress bars only for a person watching: not with --no-progress, not into a log file or a pipe."""
     return not args.no_progress and sys.stderr.isatty()
+
+
+# -- the Ray engine -----------------------------------------------------------------------------------
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Ray options of `harmscan scan`."""
+    group = parser.add_argument_group("Ray engine (pip install 'harmscan[ray]'; see docs/ray.md)")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process; ray: a pool of actors on Ray Data (default: local)")
+    group.add_argument("--num-actors", type=int,
+                       help="classifier actors (default: the cluster's CPUs / --threads, or GPUs / --gpus-per-actor)")
+    group.add_argument("--ray-address",
+                       help="an existing Ray cluster to join ('auto', or the head's host:6379); default: $RAY_ADDRESS, "
+                       "else a local Ray instance for this scan")
+    group.add_argument("--gpus-per-actor", type=float, default=0.0,
+                       help="GPUs per actor (0.5: two actors share a GPU); > 0 runs the actors on CUDA")
+
+
+def run_ray_scan(args: argparse.Namespace) -> int:
+    """The `harmscan scan --engine ray` handler: the local scan's arguments keep their meaning (--chunk-size
+    is the records per actor call, --threads the threads per actor), plus the Ray ones."""
+    from harmscan.classifiers.policy import parse_overrides
+    from harmscan.classifiers.ray_engine import scan_with_ray
+    from harmscan.errors import InputError
+
+    gpus = float(args.gpus_per_actor)
+    if args.device == "cuda" and gpus == 0:
+        raise InputError("--engine ray --device cuda: say how many GPUs each actor gets with --gpus-per-actor")
+    if args.device == "cpu" and gpus > 0:
+        raise InputError("--device cpu contradicts --gpus-per-actor > 0: drop one of them")
+    summary = scan_with_ray(
+        args.input, args.output, args.bundle, text_field=args.text_field, id_field=args.id_field,
+        input_format=args.input_format, output_format=args.output_format, policy=args.policy,
+        thresholds=parse_overrides(args.thresholds), num_actors=args.num_actors, batch_size=args.chunk_size,
+        num_gpus_per_actor=gpus, threads_per_actor=args.threads or 1, variant=args.variant,
+        model_batch_size=args.batch_size, max_batch_tokens=getattr(args, "max_batch_tokens", None) or "auto",
+        errors_path=args.errors, ray_address=args.ray_address,
+        resume=args.resume, overwrite=args.overwrite, spans=args.spans, progress=not args.no_progress,
+    )
+    done = "resumed and finished" if summary.resumed_from else "finished"
+    print(f"scan {done} on Ray: {summary.rows} rows in {summary.output} ({summary.flagged} flagged this run, "
+          f"{summary.texts_per_s:.0f} texts/s)", file=sys.stderr)
+    if summary.errors:
+        print(f"{summary.errors} bad rows listed in {summary.errors_path}", file=sys.stderr)
+    return 0

@@ -268,7 +268,7 @@ def refresh_int8_gate(
     from harmscan.eval.scores import score_split
 
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.load(bundle_dir)
-    if "int8" not in bundle.manifest["variants"]:
+    if "int8" not in bundle.info.variants:
         return None
     scored = {}
     provider = ""
@@ -281,8 +281,8 @@ def refresh_int8_gate(
                            val32.labels, val32.mask)
     record = gate_record(result, source=f"dataset:{Path(dataset_dir)} (validation, all rows)",
                          manifest=bundle.manifest, provider=provider)
-    variants = dict(bundle.manifest["variants"])
-    variants["int8"] = {**variants["int8"], "parity": record}
+    variants = {name: dict(info) for name, info in bundle.info.variants.items()}
+    variants["int8"]["parity"] = record
     bundle.update(variants=variants)
     log.info("int8 gate on %d validation texts: %s", result.texts, record["status"])
     return record

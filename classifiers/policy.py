@@ -14,6 +14,9 @@ Two forms, both JSON or YAML, stored in the bundle manifest ("thresholds") or in
          input:  {violence: [{action: block, threshold: 0.8}, {action: review, threshold: 0.5}]}
          output: {violence: [{action: redact, threshold: 0.6}], toxicity: [{action: annotate, threshold: 0.5}]}
        out_of_scope: {max_chars: 20000, languages: [en], action: review}
+   `out_of_scope.languages` defaults to the bundle's training languages (manifest training.languages, else
+   [en]) when a HarmClassifier applies the policy; `action` defaults to review. Texts whose language is
+   undetermined (`und`: too short, or the identifier unsure) stay in scope.
        thresholds: {...}   # optional: the `flagged` lists (default: each label's lowest action threshold)
 
 Files are validated on load; an error is one line naming the key path. `sha256` is the file's bytes (or
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,7 +59,8 @@ class Rule:
 @dataclass(frozen=True)
 class OutOfScope:
     """Texts the model was not built for: longer than `max_chars`, or in a language not in `languages`
-    (only when the caller knows the language). They get `action[direction]` (or a stronger scored one)."""
+    (when the language is known: None or "und" is in scope). They get `action[direction]` (or a stronger
+    scored one). `languages` None: no language check, until `Policy.with_default_languages` fills it."""
 
     max_chars: int | None = None
     languages: tuple[str, ...] | None = None
@@ -64,7 +69,8 @@ class OutOfScope:
     def reason(self, chars: int | None, language: str | None) -> str | None:
         if self.max_chars is not None and chars is not None and chars > self.max_chars:
             return "too_long"
-        if self.languages is not None and language and language.lower().split("-")[0] not in self.languages:
+        lang = (language or "").lower()
+        if self.languages is not None and lang not in ("", "und") and lang.split("-")[0] not in self.languages:
             return "language"
         return None
 
@@ -128,6 +134,25 @@ class Policy:
         policy = cls.from_dict(data, labels, origin=str(path))
         return replace(policy, source_sha256=hashlib.sha256(raw).hexdigest())
 
+    @classmethod
+    def resolve(
+        cls,
+        source: Policy | str | os.PathLike[str] | None,
+        labels: Sequence[str],
+        overrides: Mapping[str, float] | None = None,
+        *,
+        default: Policy | None = None,
+    ) -> Policy:
+        """The policy every front applies: `source` as given (a Policy, or a policy file), else `default`
+        (the bundle's; neutral when None), with `overrides` (label -> threshold) on top."""
+        if source is None:
+            base = default if default is not None else cls.neutral(labels)
+        elif isinstance(source, Policy):
+            base = source
+        else:
+            base = cls.from_file(Path(source), labels)
+        return base.with_overrides(overrides, labels)
+
     def with_overrides(self, overrides: Mapping[str, float] | None, labels: Sequence[str]) -> Policy:
         """Other thresholds for `flagged` (and for the decision of a threshold-only policy); the actions of a
         policy with actions are kept."""
@@ -143,6 +168,14 @@ class Policy:
             merged[name] = v
         return replace(self, thresholds=merged, meta={**self.meta, "overridden": sorted(overrides)},
                        source_sha256=None)
+
+    def with_default_languages(self, languages: Sequence[str]) -> Policy:
+        """This policy with `out_of_scope.languages` set to `languages` (a bundle's training languages) when
+        its out_of_scope block names none; unchanged otherwise."""
+        oos = self.out_of_scope
+        if oos is None or oos.languages is not None:
+            return self
+        return replace(self, out_of_scope=replace(oos, languages=tuple(x.lower() for x in languages)))
 
     @property
     def has_actions(self) -> bool:
@@ -190,8 +223,10 @@ class Policy:
         return Decision(best, tuple(fired))
 
     def decisions(self, probs: np.ndarray, labels: Sequence[str], direction: str = "input",
-                  lengths: Sequence[int] | None = None) -> list[Decision]:
-        """`decide` for each row of [n, L] probabilities (`lengths`: each text's characters)."""
+                  lengths: Sequence[int] | None = None,
+                  languages: Sequence[str | None] | None = None) -> list[Decision]:
+        """`decide` for each row of [n, L] probabilities (`lengths`: each text's characters, `languages`:
+        each text's ISO 639-1 code or "und")."""
         if self.actions is None:  # the hot path of batch scans: no per-row dicts
             flags = self.flags(probs, labels)
             return [Decision(FLAG, tuple(np.asarray(labels)[row].tolist())) if row.any() else Decision(ALLOW)
@@ -199,7 +234,8 @@ class Policy:
         out = []
         for i, row in enumerate(np.asarray(probs)):
             scores = {name: float(p) for name, p in zip(labels, row, strict=True)}
-            out.append(self.decide(scores, direction, chars=None if lengths is None else lengths[i]))
+            out.append(self.decide(scores, direction, chars=None if lengths is None else lengths[i],
+                                   language=None if languages is None else languages[i]))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,6 +261,21 @@ class Policy:
 
 
 # -- parsing -------------------------------------------------------------------------------------------
+def parse_overrides(text: str | None) -> dict[str, float]:
+    """`--thresholds 'violence=0.3,toxicity=0.7'` -> {'violence': 0.3, 'toxicity': 0.7}; the labels and the
+    [0, 1] range are checked when applied (`Policy.with_overrides`)."""
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, number = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(number)
+        except ValueError:
+            raise InputError(f"--thresholds: {item!r} is not label=probability (e.g. violence=0.3)") from None
+    return out
+
+
 def _thresholds(raw: Mapping[str, Any], labels: Sequence[str], origin: str, extra_keys: set[str],
                 path: str = "") -> dict[str, float]:
     where = f"{path}." if path else ""

@@ -10,20 +10,19 @@ Data flow, and why:
   chunk. That matters for int8 bundles: dynamic quantisation scales activations per call, so a text's score
   depends (by ~1e-4) on which texts share its call; with the same chunks the two engines agree exactly.
 - `map_batches` over an actor pool: each actor holds one `HarmClassifier` session (CPU threads or a GPU)
-  and scores a chunk with the single-process code (`scan._score`: `result_row`, `error_row`).
-- The driver receives the chunks in input order (`preserve_order`) and writes them with the single-process
-  writers and commit protocol (`scan.py`): same schema, thresholds, errors file and progress file, so a scan
-  started with one engine can be resumed with the other.
+  and scores a chunk with the single-process code (`scan.score_chunk`: `result_row`, `error_row`).
+- The driver receives the chunks in input order (`preserve_order`) and hands them to the driver both engines
+  share (`scan.ScanCheckpoint`): same writers, schema, thresholds, errors file, commit protocol and
+  progress file, so a scan started with one engine can be resumed with the other.
 
 Exactly once: when an actor dies, Ray restarts it and re-runs its unfinished chunks (`max_restarts` and
 `max_task_retries` are unlimited for actor pools); a chunk reaches the driver only from the attempt that
-finished. On top of that the driver keeps a chunk only if it starts at the next record expected, so a chunk
-delivered twice is dropped and a missing one stops the scan instead of silently shrinking the output.
+finished. On top of that the shared driver keeps a chunk only if it starts at the next record expected, so a
+chunk delivered twice is dropped and a missing one stops the scan instead of silently shrinking the output.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import itertools
@@ -32,9 +31,7 @@ import os
 import pickle
 import re
 import socket
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +44,7 @@ if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep onnxrun
 
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.policy import Policy
-    from harmscan.classifiers.scan import ScanSummary
+    from harmscan.classifiers.scan import Chunk, ScanCheckpoint, ScanSummary
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +171,13 @@ class _ScanActor:
         """{start, records} -> {start, count, result}: `result` pickles (output rows, error rows)."""
         import pyarrow as pa
 
-        from harmscan.classifiers.scan import _score
+        from harmscan.classifiers.scan import score_chunk
 
         counts, results = [], []
         for blob in batch.column("records").to_pylist():
             chunk = pickle.loads(blob)
             counts.append(len(chunk))
-            results.append(pickle.dumps(_score(chunk, self.clf, self.spans), protocol=pickle.HIGHEST_PROTOCOL))
+            results.append(pickle.dumps(score_chunk(chunk, self.clf, self.spans), protocol=pickle.HIGHEST_PROTOCOL))
         return pa.table({"start": batch.column("start"), "count": pa.array(counts, pa.int64()),
                          "result": pa.array(results, pa.large_binary())})
 
@@ -221,11 +218,13 @@ def scan_with_ray(
     `ray job submit`), else a local Ray instance started and stopped by this call. `resume`/`overwrite`,
     the output, errors and progress files are exactly the single-process scan's (see scan.py).
     """
-    from harmscan.classifiers import scan as single
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.classifier import choose_variant
+    from harmscan.classifiers.policy import Policy
     from harmscan.classifiers.records import detect_input_format
-    from harmscan.classifiers.writers import ParquetWriter, detect_output_format
+    from harmscan.classifiers.scan import ScanCheckpoint
+    from harmscan.classifiers.scan_progress import default_errors_path, scan_identity
+    from harmscan.classifiers.writers import detect_output_format
 
     if str(input) == "-":
         raise InputError("--engine ray cannot read stdin (its read task runs in a Ray worker): pass a file, "
@@ -242,8 +241,8 @@ def scan_with_ray(
     fmt_out = detect_output_format(out, output_format)
     if not source.is_file():
         raise InputError(f"cannot read input {source}: no such file")
-    errors_file = Path(errors_path) if errors_path else single.default_errors_path(out)
-    if errors_file.resolve() == out.resolve() or source.resolve() == out.resolve():
+    errors_file = Path(errors_path) if errors_path else default_errors_path(out)
+    if errors_file.resolve() == out.resolve() or source.resolve() == out.resolve():  # before the bundle loads
         raise InputError(f"output {out} must differ from the input and from the errors file")
 
     # Everything a user can get wrong is checked here, before any Ray worker starts.
@@ -252,30 +251,23 @@ def scan_with_ray(
     job = _Job(  # paths absolute: Ray's workers do not share the driver's working directory
         source=str(source.resolve()), fmt_in=fmt_in, text_field=text_field, id_field=id_field, fmt_out=fmt_out,
         out=out, errors_file=errors_file, bundle=b, variant=choose_variant(b, variant, device), device=device,
-        policy=_resolve_policy(b, policy, thresholds), num_actors=num_actors, batch_size=batch_size,
+        policy=Policy.resolve(policy, b.label_names, thresholds, default=b.policy), num_actors=num_actors, batch_size=batch_size,
         gpus=num_gpus_per_actor, threads=threads_per_actor, model_batch_size=model_batch_size,
         max_batch_tokens=max_batch_tokens, spans=spans,
     )
     ray = require("ray", "ray")
     address = _cluster_address(ray_address)
-    # The same identity as the single-process scan's progress file: either engine can resume the other.
-    identity = {
-        "input": single._input_identity(source, fmt_in, text_field, id_field),
-        "bundle": b.fingerprint,
-        "variant": job.variant,
-        "thresholds": dict(job.policy.thresholds),
-        "output_format": fmt_out,
-        "spans": spans,
-    }
-    state = single._start_state(out, errors_file, identity, resume, overwrite)
-    if state.get("input_done") and fmt_out == "parquet" and out.exists() and not ParquetWriter.parts_of(out).exists():
-        state = single._save(out, {**state, "complete": True})  # killed after the merge, before recording it
-    if state.get("complete"):
-        return single._summary(out, errors_file, state, 0, 0, 0.0, skip=int(state.get("records", 0)))
+    # The same identity and progress file as the single-process scan: either engine can resume the other.
+    identity = scan_identity(source, fmt_in, text_field, id_field, bundle_fingerprint=b.fingerprint,
+                             variant=job.variant, thresholds=dict(job.policy.thresholds), fmt_out=fmt_out, spans=spans)
+    checkpoint = ScanCheckpoint.open(out, errors_file, identity, labels=b.label_names, resume=resume,
+                                     overwrite=overwrite)
+    if checkpoint.complete:
+        return checkpoint.summary()
 
     started_here = _connect(ray, address)
     try:
-        return _run(ray, job, state, progress)
+        return _run(ray, job, checkpoint, progress)
     except Exception as exc:
         cause = _harmscan_cause(exc)
         if cause is not None and cause is not exc:
@@ -310,105 +302,40 @@ class _Job:
     spans: bool
 
 
-def _run(ray: Any, job: _Job, state: dict[str, Any], progress: bool) -> ScanSummary:
-    from tqdm import tqdm
-
-    from harmscan.classifiers.writers import JsonlWriter, ParquetWriter, RowWriter
-
+def _run(ray: Any, job: _Job, checkpoint: ScanCheckpoint, progress: bool) -> ScanSummary:
     actors = _actor_count(ray, job)
     alive_nodes = [n for n in ray.nodes() if n.get("Alive")]
     shipment = ship_bundle(job.bundle.path.resolve(), multi_node=len(alive_nodes) > 1)
-    skip = int(state.get("records", 0))
-    writer: RowWriter = (
-        ParquetWriter(job.out, job.bundle.label_names, job.spans, state.get("output"))
-        if job.fmt_out == "parquet" else JsonlWriter(job.out, state.get("output"))
-    )
-    errors = JsonlWriter(job.errors_file, state.get("errors"))
-    bar = tqdm(desc=f"scan (ray, {actors} actors)", unit="text", unit_scale=True, initial=skip,
-               disable=not progress, smoothing=0.1)
-    start, flagged, scanned = time.perf_counter(), 0, 0
-    try:
-        with _DataSettings(ray):  # around building the dataset too: a Dataset copies the settings
-            if state.get("input_done"):  # killed while finishing: every row is committed already
-                return _finish(job, state, writer, errors, actors, flagged, scanned, start, skip)
-            dataset = ray.data.read_datasource(
-                _record_source(job, skip),
-                num_cpus=0,  # light work; a CPU reserved for it would be one actor fewer
-            ).map_batches(
-                _ScanActor,
-                batch_size=1,  # one chunk per call
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=job.threads,
-                num_gpus=job.gpus or None,
-                fn_constructor_kwargs={
-                    "shipment": shipment, "variant": job.variant, "device": job.device, "threads": job.threads,
-                    "policy": job.policy, "model_batch_size": job.model_batch_size,
-                    "max_batch_tokens": job.max_batch_tokens, "spans": job.spans,
-                },
-            )
-            state, flagged, scanned = _drain(dataset, writer, errors, state, job, skip, bar)
-        return _finish(job, state, writer, errors, actors, flagged, scanned, start, skip)
-    finally:
-        bar.close()
-        writer.close()
-        errors.close()
+    return checkpoint.run(lambda: _scored_chunks(ray, job, shipment, actors, checkpoint.skip), progress=progress,
+                          desc=f"scan (ray, {actors} actors)", record={"engine": "ray", "actors": actors})
 
 
-def _finish(job: _Job, state: dict[str, Any], writer: Any, errors: Any, actors: int, flagged: int,
-            scanned: int, start: float, skip: int) -> ScanSummary:
-    from harmscan.classifiers import scan as single
+def _scored_chunks(ray: Any, job: _Job, shipment: _BundleShipment, actors: int, skip: int) -> Iterator[Chunk]:
+    """The input from record `skip`, scored by the actor pool, chunk by chunk in input order."""
+    from harmscan.classifiers.scan import Chunk
 
-    writer.finish()
-    errors.finish()
-    state = single._save(job.out, {**state, "complete": True, "engine": "ray", "actors": actors})
-    return single._summary(job.out, job.errors_file, state, flagged, scanned, time.perf_counter() - start, skip)
-
-
-def _drain(dataset: Any, writer: Any, errors: Any, state: dict[str, Any], job: _Job, skip: int,
-           bar: Any) -> tuple[dict[str, Any], int, int]:
-    """Write the chunks in input order, committing after each as `scan_file` does. -> (state, flagged,
-    scanned)."""
-    from harmscan.classifiers import scan as single
-
-    expected, flagged, scanned, duplicates = skip, 0, 0, 0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        columns = (batch.column(name).to_pylist() for name in ("start", "count", "result"))
-        for start, count, result in zip(*columns, strict=True):
-            if start < expected:
-                duplicates += 1  # delivered twice: already written
-                continue
-            if start > expected:
-                raise HarmscanError(
-                    f"the Ray scan lost input records {expected}..{start - 1} (a worker failure that Ray did "
-                    f"not recover from); the output is committed up to record {state.get('records', 0)}: "
-                    "rerun with --resume"
-                )
-            rows, bad = pickle.loads(result)
-            writer.write(rows)
-            errors.write(bad)
-            state = single._commit(job.out, state, writer, errors, count)
-            expected += count
-            flagged += sum(r["decision"] == "flag" for r in rows)
-            scanned += len(rows)
-            bar.update(count)
-            bar.set_postfix(errors=errors.rows, refresh=False)
-    if duplicates:
-        log.warning("dropped %d chunks that Ray delivered twice after a worker failure", duplicates)
-    return single._commit(job.out, state, writer, errors, 0, input_done=True), flagged, scanned
-
-
-def _resolve_policy(bundle: Bundle, policy: Policy | str | os.PathLike[str] | None,
-                    thresholds: Mapping[str, float] | None) -> Policy:
-    from harmscan.classifiers.policy import Policy
-
-    if policy is None:
-        pol = bundle.policy
-    elif isinstance(policy, Policy):
-        pol = policy
-    else:
-        pol = Policy.from_file(Path(policy), bundle.label_names)
-    return pol.with_overrides(thresholds, bundle.label_names)
+    with _DataSettings(ray):  # around building the dataset too: a Dataset copies the settings
+        dataset = ray.data.read_datasource(
+            _record_source(job, skip),
+            num_cpus=0,  # light work; a CPU reserved for it would be one actor fewer
+        ).map_batches(
+            _ScanActor,
+            batch_size=1,  # one chunk per call
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=job.threads,
+            num_gpus=job.gpus or None,
+            fn_constructor_kwargs={
+                "shipment": shipment, "variant": job.variant, "device": job.device, "threads": job.threads,
+                "policy": job.policy, "model_batch_size": job.model_batch_size,
+                "max_batch_tokens": job.max_batch_tokens, "spans": job.spans,
+            },
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            columns = (batch.column(name).to_pylist() for name in ("start", "count", "result"))
+            for start, count, result in zip(*columns, strict=True):
+                rows, bad = pickle.loads(result)
+                yield Chunk(start, count, rows, bad)
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -520,45 +447,3 @@ def _harmscan_cause(exc: BaseException) -> HarmscanError | None:
                 cls = HarmscanError
             return (cls if isinstance(cls, type) and issubclass(cls, HarmscanError) else HarmscanError)(message)
     return None
-
-
-# -- CLI -----------------------------------------------------------------------------------------------------
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Ray options of `harmscan scan`."""
-    group = parser.add_argument_group("Ray engine (pip install 'harmscan[ray]'; see docs/ray.md)")
-    group.add_argument("--engine", choices=["local", "ray"], default="local",
-                       help="local: this process; ray: a pool of actors on Ray Data (default: local)")
-    group.add_argument("--num-actors", type=int,
-                       help="classifier actors (default: the cluster's CPUs / --threads, or GPUs / --gpus-per-actor)")
-    group.add_argument("--ray-address",
-                       help="an existing Ray cluster to join ('auto', or the head's host:6379); default: $RAY_ADDRESS, "
-                       "else a local Ray instance for this scan")
-    group.add_argument("--gpus-per-actor", type=float, default=0.0,
-                       help="GPUs per actor (0.5: two actors share a GPU); > 0 runs the actors on CUDA")
-
-
-def run_ray_scan(args: argparse.Namespace) -> int:
-    """The `harmscan scan --engine ray` handler: the local scan's arguments keep their meaning (--chunk-size
-    is the records per actor call, --threads the threads per actor), plus the Ray ones."""
-    from harmscan.classifiers.cli import parse_thresholds
-
-    gpus = float(args.gpus_per_actor)
-    if args.device == "cuda" and gpus == 0:
-        raise InputError("--engine ray --device cuda: say how many GPUs each actor gets with --gpus-per-actor")
-    if args.device == "cpu" and gpus > 0:
-        raise InputError("--device cpu contradicts --gpus-per-actor > 0: drop one of them")
-    summary = scan_with_ray(
-        args.input, args.output, args.bundle, text_field=args.text_field, id_field=args.id_field,
-        input_format=args.input_format, output_format=args.output_format, policy=args.policy,
-        thresholds=parse_thresholds(args.thresholds), num_actors=args.num_actors, batch_size=args.chunk_size,
-        num_gpus_per_actor=gpus, threads_per_actor=args.threads or 1, variant=args.variant,
-        model_batch_size=args.batch_size, max_batch_tokens=getattr(args, "max_batch_tokens", None) or "auto",
-        errors_path=args.errors, ray_address=args.ray_address,
-        resume=args.resume, overwrite=args.overwrite, spans=args.spans, progress=not args.no_progress,
-    )
-    done = "resumed and finished" if summary.resumed_from else "finished"
-    print(f"scan {done} on Ray: {summary.rows} rows in {summary.output} ({summary.flagged} flagged this run, "
-          f"{summary.texts_per_s:.0f} texts/s)", file=sys.stderr)
-    if summary.errors:
-        print(f"{summary.errors} bad rows listed in {summary.errors_path}", file=sys.stderr)
-    return 0

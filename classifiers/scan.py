@@ -1,5 +1,9 @@
 """`harmscan scan`: score a file of texts in chunks, with constant memory, resumable after any crash.
 
+Both engines (this module's `scan_file`, the Ray pool in `ray_engine.py`) only turn input records into
+scored chunks (`score_chunk`); `ScanCheckpoint` is the one driver that writes them, and the progress record
+is `scan_progress`'s, so a file scan started by either engine can be resumed by the other.
+
 Commit protocol (what makes `--resume` exact): after each chunk the rows are appended to the output and the
 bad rows to the errors file, both are fsynced, and only then is the progress file (OUTPUT's name +
 ".progress.json") atomically replaced with the new counts and byte offsets. A resumed scan truncates both
@@ -15,11 +19,11 @@ first bad row past that many, after committing everything before it.
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,17 @@ from tqdm import tqdm
 from harmscan.classifiers.classifier import HarmClassifier
 from harmscan.classifiers.encoding import TooManyWindowsError
 from harmscan.classifiers.records import Record, detect_input_format, iter_records
+from harmscan.classifiers.scan_progress import (
+    ScanSummary,
+    default_errors_path,
+    first_error,
+    save_state,
+    scan_identity,
+    start_state,
+)
+from harmscan.classifiers.scan_progress import (
+    progress_path as progress_path,  # the public name tests and docs use
+)
 from harmscan.classifiers.writers import (
     JsonlWriter,
     ParquetWriter,
@@ -38,34 +53,11 @@ from harmscan.classifiers.writers import (
     error_row,
     result_row,
 )
-from harmscan.errors import InputError, RowsFailedError
+from harmscan.errors import HarmscanError, InputError, RowsFailedError
 
 DEFAULT_CHUNK = 1024
-PROGRESS_FORMAT = "harmscan-scan-progress"
-PROGRESS_VERSION = 1
 
-
-@dataclass(frozen=True)
-class ScanSummary:
-    output: Path
-    errors_path: Path | None  # None when no row was bad
-    records: int  # input records accounted for (rows + errors), including a resumed part
-    rows: int  # rows in the output
-    flagged: int  # rows flagged in this run
-    errors: int  # bad rows in the errors file
-    resumed_from: int  # records that an earlier, interrupted run had already committed
-    seconds: float  # this run
-    texts_per_s: float  # this run
-    complete: bool
-    first_error: str | None = None  # "line N: why" of the first bad row, for a one-line summary
-
-
-def progress_path(output: Path) -> Path:
-    return output.with_name(output.name + ".progress.json")
-
-
-def default_errors_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".errors.jsonl")
+log = logging.getLogger(__name__)
 
 
 def scan_file(
@@ -102,56 +94,25 @@ def scan_file(
     fmt_in = detect_input_format(source, input_format)
     fmt_out = detect_output_format(out, output_format)
     errors_file = Path(errors_path) if errors_path else default_errors_path(out)
-    if errors_file.resolve() == out.resolve() or (source != "-" and Path(source).resolve() == out.resolve()):
-        raise InputError(f"output {out} must differ from the input and from the errors file")
-    identity = {
-        "input": _input_identity(source, fmt_in, text_field, id_field),
-        "bundle": classifier.bundle.fingerprint,
-        "variant": classifier.variant,
-        "thresholds": dict(classifier.policy.thresholds),
-        "output_format": fmt_out,
-        "spans": spans,
-    }
-    state = _start_state(out, errors_file, identity, resume, overwrite)
-    if state.get("input_done") and fmt_out == "parquet" and out.exists() and not ParquetWriter.parts_of(out).exists():
-        state = _save(out, {**state, "complete": True})  # killed after the merge, before recording it
-    if state.get("complete"):
-        return _summary(out, errors_file, state, 0, 0, 0.0, skip=int(state.get("records", 0)))
+    identity = scan_identity(
+        source, fmt_in, text_field, id_field, bundle_fingerprint=classifier.bundle.fingerprint,
+        variant=classifier.variant, thresholds=dict(classifier.policy.thresholds), fmt_out=fmt_out, spans=spans,
+    )
+    checkpoint = ScanCheckpoint.open(out, errors_file, identity, labels=classifier.labels, resume=resume,
+                                     overwrite=overwrite)
+    if checkpoint.complete:
+        return checkpoint.summary()
 
-    writer: RowWriter
-    if fmt_out == "parquet":
-        writer = ParquetWriter(out, classifier.labels, spans, state.get("output"))
-    else:
-        writer = JsonlWriter(out, state.get("output"), keep_empty=True)
-    errors = JsonlWriter(errors_file, state.get("errors"))
-    skip = int(state.get("records", 0))
-    start, flagged, scanned = time.perf_counter(), 0, 0
-    bar = tqdm(desc="scan", unit="text", unit_scale=True, initial=skip, disable=not progress, smoothing=0.1)
-    try:
-        if not state.get("input_done"):
-            records = itertools.islice(iter_records(source, fmt_in, text_field, id_field), skip, None)
-            for chunk in _chunks(records, chunk_size):
-                chunk, over = _cut_at_error_limit(chunk, errors.rows, max_errors)
-                rows, bad = _score(chunk, classifier, spans)
-                writer.write(rows)
-                errors.write(bad)
-                state = _commit(out, state, writer, errors, len(chunk))
-                flagged += sum(r["decision"] == "flag" for r in rows)
-                scanned += len(rows)
-                bar.update(len(chunk))
-                bar.set_postfix(errors=errors.rows, refresh=False)
-                if over:
-                    raise _too_many_errors(errors.rows, max_errors, _first_error(errors_file), str(errors_file),
-                                           f"the {writer.rows} rows scored before it are committed in {out}")
-            state = _commit(out, state, writer, errors, 0, input_done=True)
-        writer.finish()
-        errors.finish()
-        state = _save(out, {**state, "complete": True})
-    finally:
-        bar.close()
-        writer.close()
-        errors.close()
-    return _summary(out, errors_file, state, flagged, scanned, time.perf_counter() - start, skip)
+    def chunks() -> Iterator[Chunk]:
+        start, n_errors = checkpoint.skip, checkpoint.errors_so_far
+        records = itertools.islice(iter_records(source, fmt_in, text_field, id_field), start, None)
+        for chunk in _chunks(records, chunk_size):
+            chunk, over = _cut_at_error_limit(chunk, n_errors, max_errors)
+            rows, bad = score_chunk(chunk, classifier, spans)
+            yield Chunk(start, len(chunk), rows, bad, stop=over)
+            start, n_errors = start + len(chunk), n_errors + len(bad)
+
+    return checkpoint.run(chunks, progress=progress, max_errors=max_errors)
 
 
 def _scan_to_stdout(
@@ -182,7 +143,7 @@ def _scan_to_stdout(
     try:
         for chunk in _chunks(iter_records(source, fmt_in, text_field, id_field), chunk_size):
             chunk, over = _cut_at_error_limit(chunk, n_errors, max_errors)
-            rows, bad = _score(chunk, classifier, spans)
+            rows, bad = score_chunk(chunk, classifier, spans)
             writer.write(rows)
             writer.commit()
             if errors is not None:
@@ -198,7 +159,7 @@ def _scan_to_stdout(
             bar.update(len(chunk))
             if over:
                 where = str(errors_path) if errors_path else "stderr"
-                raise _too_many_errors(n_errors, max_errors, first, where, f"{writer.rows} rows were written")
+                raise too_many_errors(n_errors, max_errors, first, where, f"{writer.rows} rows were written")
         writer.finish()
         if errors is not None:
             errors.finish()
@@ -211,6 +172,139 @@ def _scan_to_stdout(
         output=Path("-"), errors_path=Path(errors_path) if errors_path and n_errors else None, records=records,
         rows=writer.rows, flagged=flagged, errors=n_errors, resumed_from=0, seconds=seconds,
         texts_per_s=writer.rows / seconds if seconds > 0 else 0.0, complete=True, first_error=first,
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What an engine hands the driver for `count` input records from record `start`: output rows and
+    error rows in input order. `stop`: the scan must stop after this chunk (past --max-errors)."""
+
+    start: int
+    count: int
+    rows: list[dict[str, Any]]
+    bad: list[dict[str, Any]]
+    stop: bool = False
+
+
+class ScanCheckpoint:
+    """One file scan's output, errors file and progress record. `open` starts it fresh or resumes it (and
+    refuses what cannot be resumed); `run` commits an engine's chunks; `summary` describes it."""
+
+    def __init__(self, out: Path, errors_file: Path, fmt_out: str, labels: Sequence[str], spans: bool,
+                 state: dict[str, Any]) -> None:
+        self.out, self.errors_file, self.fmt_out = out, errors_file, fmt_out
+        self.labels, self.spans, self.state = list(labels), spans, state
+        self.skip = int(state.get("records", 0))  # records committed before this run
+
+    @classmethod
+    def open(cls, out: Path, errors_file: Path, identity: dict[str, Any], *, labels: Sequence[str],
+             resume: bool, overwrite: bool) -> ScanCheckpoint:
+        source = identity["input"]["path"]
+        if errors_file.resolve() == out.resolve() or (source != "-" and Path(source) == out.resolve()):
+            raise InputError(f"output {out} must differ from the input and from the errors file")
+        state = start_state(out, errors_file, identity, resume, overwrite)
+        fmt_out = str(identity["output_format"])
+        if (state.get("input_done") and fmt_out == "parquet" and out.exists()
+                and not ParquetWriter.parts_of(out).exists()):
+            state = save_state(out, {**state, "complete": True})  # killed after the merge, before recording it
+        return cls(out, errors_file, fmt_out, labels, bool(identity["spans"]), state)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.state.get("complete"))
+
+    @property
+    def errors_so_far(self) -> int:
+        return int((self.state.get("errors") or {}).get("rows", 0))
+
+    def run(self, chunks: Callable[[], Iterable[Chunk]], *, progress: bool = True, desc: str = "scan",
+            max_errors: int | None = None, record: dict[str, Any] | None = None) -> ScanSummary:
+        """Write `chunks()` (called only when input remains) in input order, committing after each; a chunk
+        that starts before the next expected record (delivered twice) is dropped, one after it (records
+        lost) stops the scan. `record`: extra fields for the finished progress record."""
+        writer: RowWriter
+        if self.fmt_out == "parquet":
+            writer = ParquetWriter(self.out, self.labels, self.spans, self.state.get("output"))
+        else:
+            writer = JsonlWriter(self.out, self.state.get("output"), keep_empty=True)
+        errors = JsonlWriter(self.errors_file, self.state.get("errors"))
+        start, flagged, scanned, duplicates, expected = time.perf_counter(), 0, 0, 0, self.skip
+        bar = tqdm(desc=desc, unit="text", unit_scale=True, initial=self.skip, disable=not progress, smoothing=0.1)
+        try:
+            if not self.state.get("input_done"):
+                for chunk in chunks():
+                    if chunk.start < expected:
+                        duplicates += 1  # delivered twice (a worker re-ran it): already written
+                        continue
+                    if chunk.start > expected:
+                        raise HarmscanError(
+                            f"the scan lost input records {expected}..{chunk.start - 1} (a worker failure that "
+                            f"was not recovered); the output is committed up to record "
+                            f"{self.state.get('records', 0)}: rerun with --resume"
+                        )
+                    writer.write(chunk.rows)
+                    errors.write(chunk.bad)
+                    self._commit(writer, errors, chunk.count)
+                    expected += chunk.count
+                    flagged += sum(r["decision"] == "flag" for r in chunk.rows)
+                    scanned += len(chunk.rows)
+                    bar.update(chunk.count)
+                    bar.set_postfix(errors=errors.rows, refresh=False)
+                    if chunk.stop:
+                        raise too_many_errors(errors.rows, max_errors, first_error(self.errors_file),
+                                              str(self.errors_file),
+                                              f"the {writer.rows} rows scored before it are committed in {self.out}")
+                if duplicates:
+                    log.warning("dropped %d chunks delivered twice after a worker failure", duplicates)
+                self._commit(writer, errors, 0, input_done=True)
+            writer.finish()
+            errors.finish()
+            self.state = save_state(self.out, {**self.state, "complete": True, **(record or {})})
+        finally:
+            bar.close()
+            writer.close()
+            errors.close()
+        return self.summary(flagged, scanned, time.perf_counter() - start)
+
+    def summary(self, flagged: int = 0, scanned: int = 0, seconds: float = 0.0) -> ScanSummary:
+        n_errors = self.errors_so_far
+        return ScanSummary(
+            output=self.out,
+            errors_path=self.errors_file if n_errors else None,
+            records=int(self.state.get("records", 0)),
+            rows=int((self.state.get("output") or {}).get("rows", 0)),
+            flagged=flagged,
+            errors=n_errors,
+            resumed_from=self.skip,
+            seconds=seconds,
+            texts_per_s=scanned / seconds if seconds > 0 else 0.0,
+            complete=self.complete,
+            first_error=first_error(self.errors_file) if n_errors else None,
+        )
+
+    def _commit(self, writer: RowWriter, errors: JsonlWriter, records: int, input_done: bool = False) -> None:
+        self.state = _commit(self.out, self.state, writer, errors, records, input_done)
+
+
+def _commit(
+    out: Path, state: dict[str, Any], writer: RowWriter, errors: JsonlWriter, records: int, input_done: bool = False
+) -> dict[str, Any]:
+    # Order matters: data first (fsynced by commit), the progress record that points at it last.
+    new = {
+        **state,
+        "output": writer.commit(),
+        "errors": errors.commit(),
+        "records": int(state.get("records", 0)) + records,
+        "input_done": input_done,
+    }
+    return save_state(out, new)
+
+
+def too_many_errors(n: int, limit: int | None, first: str | None, where: str, kept: str) -> RowsFailedError:
+    return RowsFailedError(
+        f"scan stopped: {n} bad rows, more than --max-errors {limit} (first: {first}); bad rows in {where}; "
+        f"{kept}. Fix the input (or --text-field) and rerun with --overwrite"
     )
 
 
@@ -228,30 +322,14 @@ def _cut_at_error_limit(chunk: list[Record], so_far: int, max_errors: int | None
     return chunk, False
 
 
-def _too_many_errors(n: int, limit: int | None, first: str | None, where: str, kept: str) -> RowsFailedError:
-    return RowsFailedError(
-        f"scan stopped: {n} bad rows, more than --max-errors {limit} (first: {first}); bad rows in {where}; "
-        f"{kept}. Fix the input (or --text-field) and rerun with --overwrite"
-    )
-
-
-def _first_error(errors_file: Path) -> str | None:
-    try:
-        with open(errors_file, encoding="utf-8") as fh:
-            row = json.loads(fh.readline())
-        return f"line {row['line']}: {row['error']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 # -- chunks --------------------------------------------------------------------------------------------
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     while chunk := list(itertools.islice(records, size)):
         yield chunk
 
 
-def _score(chunk: list[Record], classifier: HarmClassifier, spans: bool) -> tuple[list[dict], list[dict]]:
-    """Output rows and error rows of one chunk, each in input order."""
+def score_chunk(chunk: list[Record], classifier: HarmClassifier, spans: bool) -> tuple[list[dict], list[dict]]:
+    """Output rows and error rows of one chunk, each in input order (the same in both engines)."""
     good = [r for r in chunk if r.error is None and r.text is not None]
     too_long: dict[int, str] = {}  # id(record) -> why: a text past the per-text window bound is that row's error
     while True:
@@ -270,121 +348,3 @@ def _score(chunk: list[Record], classifier: HarmClassifier, spans: bool) -> tupl
         for r in chunk if r.error is not None or r.text is None or id(r) in too_long
     ]
     return rows, bad
-
-
-# -- progress state ------------------------------------------------------------------------------------
-def _input_identity(source: str | Path, fmt: str, text_field: str, id_field: str) -> dict[str, Any]:
-    ident: dict[str, Any] = {"path": "-", "format": fmt, "text_field": text_field, "id_field": id_field}
-    if source != "-":
-        path = Path(source)
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise InputError(f"cannot read input {path}: {exc.strerror}") from None
-        ident.update(path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns)
-    return ident
-
-
-def _start_state(
-    out: Path, errors_file: Path, identity: dict[str, Any], resume: bool, overwrite: bool
-) -> dict[str, Any]:
-    ppath = progress_path(out)
-    saved = _load(ppath) if ppath.exists() else None
-    if resume and saved is not None:
-        _check_same_scan(ppath, saved, identity)
-        return saved
-    if resume and out.exists():
-        raise InputError(
-            f"cannot resume: {out} exists but {ppath.name} (the progress record) does not; "
-            "rerun with --overwrite to start again"
-        )
-    if not resume and not overwrite and (out.exists() or saved is not None):
-        raise InputError(f"{out} exists: pass --resume to continue an interrupted scan, or --overwrite to replace it")
-    ppath.unlink(missing_ok=True)
-    fresh = {
-        "format": PROGRESS_FORMAT,
-        "version": PROGRESS_VERSION,
-        **identity,
-        "errors_path": str(errors_file),
-        "records": 0,
-        "output": None,
-        "errors": None,
-        "input_done": False,
-        "complete": False,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return fresh
-
-
-def _check_same_scan(ppath: Path, saved: dict[str, Any], identity: dict[str, Any]) -> None:
-    """A resumed scan must continue the same input with the same model and thresholds, else its output
-    would mix two scans."""
-    what = {
-        "input": "the input file (path, size or modification time) changed",
-        "bundle": "the bundle (model files, calibration or thresholds) differs",
-        "variant": "the model variant differs",
-        "thresholds": "the thresholds differ",
-        "output_format": "the output format differs",
-        "spans": "--spans differs",
-    }
-    for key, reason in what.items():
-        if saved.get(key) != identity[key]:
-            raise InputError(
-                f"cannot resume the scan recorded in {ppath}: {reason} since it started; "
-                "rerun with the original settings, or with --overwrite to start again"
-            )
-
-
-def _load(ppath: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(ppath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"progress file {ppath} is unreadable ({exc}): rerun with --overwrite") from None
-    if not isinstance(data, dict) or data.get("format") != PROGRESS_FORMAT:
-        raise InputError(f"{ppath} is not a harmscan scan progress file: rerun with --overwrite")
-    return data
-
-
-def _commit(
-    out: Path, state: dict[str, Any], writer: RowWriter, errors: JsonlWriter, records: int, input_done: bool = False
-) -> dict[str, Any]:
-    # Order matters: data first (fsynced by commit), the progress record that points at it last.
-    new = {
-        **state,
-        "output": writer.commit(),
-        "errors": errors.commit(),
-        "records": int(state.get("records", 0)) + records,
-        "input_done": input_done,
-    }
-    return _save(out, new)
-
-
-def _save(out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    state = {**state, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    ppath = progress_path(out)
-    tmp = ppath.with_name(f".{ppath.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, ppath)
-    return state
-
-
-def _summary(
-    out: Path, errors_file: Path, state: dict[str, Any], flagged: int, scanned: int, seconds: float, skip: int = 0
-) -> ScanSummary:
-    n_errors = int((state.get("errors") or {}).get("rows", 0))
-    return ScanSummary(
-        output=out,
-        errors_path=errors_file if n_errors else None,
-        records=int(state.get("records", 0)),
-        rows=int((state.get("output") or {}).get("rows", 0)),
-        flagged=flagged,
-        errors=n_errors,
-        resumed_from=skip,
-        seconds=seconds,
-        texts_per_s=scanned / seconds if seconds > 0 else 0.0,
-        complete=bool(state.get("complete")),
-        first_error=_first_error(errors_file) if n_errors else None,
-    )

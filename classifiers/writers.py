@@ -1,7 +1,8 @@
 """Output rows and resumable writers for `harmscan scan` (and the Ray engine).
 
 Row schema (the one the evaluation tools read):
-    {"id": ..., "scores": {label: probability}, "flagged": [labels], "decision": "flag" | "allow"}
+    {"id": ..., "scores": {label: probability}, "flagged": [labels], "decision": "flag" | "allow",
+     "language": ISO 639-1 code | "und"}
 plus "span" and "windows" when spans are asked for.
 
 Writers append rows and make them durable on `commit()`, which returns a small state dict. Saving that state
@@ -34,6 +35,7 @@ def result_row(rid: Any, result: ScanResult, spans: bool = False) -> dict[str, A
         "scores": {name: round(p, SCORE_DIGITS) for name, p in result.scores.items()},
         "flagged": list(result.flagged),
         "decision": result.decision,
+        "language": result.language,
     }
     if spans:
         row["span"] = result.span
@@ -187,6 +189,7 @@ class ParquetWriter:
             pa.field("scores", pa.struct([pa.field(n, pa.float64()) for n in labels])),
             pa.field("flagged", pa.list_(pa.string())),
             pa.field("decision", pa.string()),
+            pa.field("language", pa.string()),
         ]
         if spans:
             span = pa.struct([pa.field("start", pa.int64()), pa.field("end", pa.int64()), pa.field("label", pa.string())])

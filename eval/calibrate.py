@@ -273,7 +273,7 @@ def calibrate_on_labels(
 
 
 def _store(bundle: Any, params: dict[str, Any]) -> None:
-    thresholds = bundle.manifest.get("thresholds") or {}
+    thresholds = bundle.info.thresholds
     bundle.update(calibration=params)
     tuned_under = thresholds.get("calibration")
     if tuned_under is not None and tuned_under != calibration_id(params):

@@ -182,10 +182,11 @@ def score_external(
     return result
 
 
-def trained_sources(manifest: Mapping[str, Any]) -> set[str]:
-    """The sources a bundle's training data came from (its manifest's training record), if it says."""
-    training = manifest.get("training") or {}
-    return set(training.get("sources") or {})
+def trained_sources(classifier: Any) -> set[str]:
+    """The sources a bundle's training data came from (its manifest's training record), if it says; none
+    for a classifier without a bundle (a test double)."""
+    info = getattr(getattr(classifier, "bundle", None), "info", None)
+    return set((info.training.get("sources") if info is not None else None) or {})
 
 
 def run_external(
@@ -219,7 +220,7 @@ def run_external(
             f"({', '.join(s.name for s in specs)}) cannot be read: pass --data-dir or set $HARMSCAN_DATA_DIR"
         ), []
     registry = all_sources()
-    trained = trained_sources(getattr(getattr(classifier, "bundle", None), "manifest", {}) or {})
+    trained = trained_sources(classifier)
     dropped = (dataset_summary or {}).get("external") or {}
     warnings: list[str] = []
     scored: list[dict[str, Any]] = []

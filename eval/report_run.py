@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harmscan.classifiers.calibration import sigmoid
-from harmscan.classifiers.policy import Policy
+from harmscan.classifiers.policy import Policy, parse_overrides
 from harmscan.errors import DataError, InputError
 from harmscan.eval import binary_metrics as bm
 from harmscan.eval import plots
@@ -30,18 +30,8 @@ from harmscan.eval.tables import ALL_SOURCES, label_source_table
 log = logging.getLogger(__name__)
 
 
-def parse_threshold_overrides(text: str) -> dict[str, float]:
-    """'toxicity=0.7,violence=0.4' -> {label: threshold} (labels checked when applied to the policy)."""
-    out: dict[str, float] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, sep, value = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise InputError(f"--thresholds {part!r}: use label=probability, e.g. toxicity=0.7") from None
-    return out
+# The name eval's callers have used for the one `--thresholds` parser.
+parse_threshold_overrides = parse_overrides
 
 
 def dataset_sections(
@@ -130,16 +120,6 @@ def _headline_lines(head: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _resolve_policy(policy: Policy | str | Path | None, labels: Sequence[str], bundle_policy: Policy) -> tuple[
-    Policy, str
-]:
-    if policy is None:
-        return bundle_policy, "bundle"
-    if isinstance(policy, Policy):
-        return policy, "given"
-    return Policy.from_file(Path(policy), labels), str(policy)
-
-
 def evaluate_bundle(
     bundle_dir: str | Path,
     dataset_dir: str | Path | None = None,
@@ -175,21 +155,21 @@ def evaluate_bundle(
     ext_specs, ext_origin, data_summary = _external_specs(external_sources, dataset_dir, external)
     clf = HarmClassifier.load(bundle_dir, variant=variant, threads=threads)
     names = list(clf.labels)
-    pol, pol_source = _resolve_policy(policy, names, clf.policy)
-    pol = pol.with_overrides(thresholds, names)
+    pol = Policy.resolve(policy, names, thresholds, default=clf.policy)
+    pol_source = "bundle" if policy is None else "given" if isinstance(policy, Policy) else str(policy)
     clf.policy = pol  # the behavioural suite reads the classifier's policy: the same thresholds everywhere
     cal = clf.bundle.calibration
     report: dict[str, Any] = {
         "title": "harmscan evaluation report",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "bundle": {
-            "path": str(bundle_dir), "base_model": clf.bundle.manifest.get("base_model"),
+            "path": str(bundle_dir), "base_model": clf.bundle.info.base_model,
             "variant": clf.variant, "providers": list(clf.providers), "fingerprint": clf.bundle.fingerprint,
-            "calibration_method": cal.get("method", "none"), "labels": names,
-            "harmscan_version": clf.bundle.manifest.get("harmscan_version"),
+            "calibration_method": clf.bundle.info.calibration_method, "labels": names,
+            "harmscan_version": clf.bundle.info.harmscan_version,
         },
         "policy": {"source": pol_source, "thresholds": dict(pol.thresholds), "meta": dict(pol.meta)},
-        "int8_gate": (clf.bundle.manifest["variants"].get("int8") or {}).get("parity"),
+        "int8_gate": clf.bundle.info.parity("int8"),
         "warnings": [],
         "skipped": {},
     }

@@ -66,14 +66,8 @@ def load_split(dataset_dir: str | Path, split: str, label_names: list[str] | Non
 
 
 def _cache_key(classifier: Any, texts: list[str], split: str) -> str:
-    manifest = classifier.bundle.manifest
-    model_file = manifest["variants"][classifier.variant]["file"]
     parts = {
-        "model": manifest["files"].get(model_file, model_file),
-        "tokenizer": manifest["files"].get(manifest.get("tokenizer", "tokenizer.json"), ""),
-        "max_length": manifest.get("max_length"),
-        "window_stride": manifest.get("window_stride"),
-        "normalizer": manifest.get("normalizer_version"),
+        **classifier.bundle.info.scoring_identity(classifier.variant),
         # the texts themselves, not the split's fingerprint: a rebuilt dataset may keep its folder
         "texts": hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest(),
         "split": split,

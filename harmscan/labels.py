@@ -22,6 +22,10 @@ class Label:
     name: str
     definition: str
     openai_categories: tuple[str, ...] = ()
+    # Few positives in the data: when a recipe caps a source, rows positive for a scarce head are kept
+    # first. A training choice, not part of the label's meaning, so it is neither stored in a manifest
+    # (to_dict) nor compared.
+    scarce: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,11 @@ class Taxonomy:
     def get(self, name: str) -> Label:
         return self.labels[self.index(name)]
 
+    @property
+    def scarce_names(self) -> list[str]:
+        """The heads marked `scarce: true` (see Label.scarce)."""
+        return [label.name for label in self.labels if label.scarce]
+
     def to_list(self) -> list[dict[str, Any]]:
         return [label.to_dict() for label in self.labels]
 
@@ -86,6 +95,7 @@ class Taxonomy:
                     name=str(item["name"]),
                     definition=str(item.get("definition", "")).strip(),
                     openai_categories=tuple(item.get("openai_categories") or ()),
+                    scarce=bool(item.get("scarce", False)),
                 )
             )
         return cls(tuple(labels), notes=notes)
@@ -117,4 +127,5 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     return Taxonomy.from_yaml(path) if path else default_taxonomy()
 
 
-DEFAULT_LABELS: tuple[str, ...] = ("toxicity", "violence", "illegal_advice")
+# The built-in heads, read from labels.yaml (the one definition), for callers that need the names only.
+DEFAULT_LABELS: tuple[str, ...] = tuple(default_taxonomy().names)

@@ -51,7 +51,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 # training <-> eval is allowed as a layer arrow, but only through these known imports (issue 19, step 5:
 # the behavioural suite becomes one package that both import, and these go).
 TRAINING_EVAL: set[tuple[str, str]] = {
-    ("harmscan.training.dataset", "harmscan.eval.suite"),
+    ("harmscan.training.dataset", "harmscan.eval.suite.cases"),
     ("harmscan.training.dataset", "harmscan.eval.obfuscate"),
     ("harmscan.training.recipe", "harmscan.eval.thresholds"),
     ("harmscan.eval.audit", "harmscan.training.sources"),
@@ -62,7 +62,6 @@ TRAINING_EVAL: set[tuple[str, str]] = {
     ("harmscan.eval.external", "harmscan.training.sources"),
     ("harmscan.eval.report_run", "harmscan.training.datadir"),
     ("harmscan.eval.report_run", "harmscan.training.recipe"),
-    ("harmscan.eval.suite", "harmscan.training.sources"),
 }
 
 
@@ -194,3 +193,60 @@ def test_the_fronts_may_import_every_layer(tmp_path: Path) -> None:
     planted = tmp_path / "planted.py"
     planted.write_text("from harmscan.training import trainer\nfrom harmscan.serving import service\n")
     assert crossings("harmscan.cli", planted) == []
+
+
+# -- the manifest has one reader ---------------------------------------------------------------------------
+# Fronts read a bundle's manifest through `harmscan.classifiers.manifest.Manifest` fields (`bundle.info`),
+# which apply the defaults of older bundles once. Raw key access (`manifest["..."]`, `manifest.get(...)`)
+# is left to the modules that write the document, each listed with why.
+MANIFEST_WRITERS: dict[str, str] = {
+    "harmscan.classifiers.manifest": "the typed reader itself",
+    "harmscan.classifiers.bundle": "Bundle.update, new_manifest, record_files, mark_gates_pending",
+    "harmscan.classifiers.int8_gate": "gate_record reads the operating point of a manifest being written",
+    "harmscan.training.export": "builds the document of a new bundle",
+}
+_RAW_ACCESS = ("get", "setdefault", "pop")
+
+
+def _is_manifest(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "manifest") or (
+        isinstance(node, ast.Attribute) and node.attr == "manifest")
+
+
+def raw_manifest_reads(path: Path) -> list[int]:
+    """Lines of `manifest[...]` and `manifest.get/setdefault/pop(...)` (a local or an attribute `.manifest`)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Subscript) and _is_manifest(node.value):
+            lines.append(node.lineno)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in _RAW_ACCESS and _is_manifest(node.func.value)):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_only_the_manifest_writers_read_raw_manifest_keys() -> None:
+    found = {module: raw_manifest_reads(path) for module, path in sorted(_MODULES.items())}
+    offenders = [f"{_MODULES[m].relative_to(REPO)}:{line}: {m} reads a raw manifest key (use bundle.info.<field>)"
+                 for m, lines in found.items() if m not in MANIFEST_WRITERS for line in lines]
+    assert not offenders, "\n".join(offenders)
+    assert all(found[m] for m in MANIFEST_WRITERS if m != "harmscan.classifiers.manifest"), (
+        "a listed writer no longer reads raw keys: remove it from MANIFEST_WRITERS")
+
+
+def test_a_planted_raw_manifest_read_is_reported(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""manifest["doc"] in a docstring is fine."""\n'
+                       'def f(bundle):\n    return bundle.manifest.get("window_stride", 32)\n'
+                       'def g(manifest):\n    return manifest["labels"]\n')
+    assert raw_manifest_reads(planted) == [3, 5]
+
+
+def test_the_scan_engines_do_not_import_a_cli() -> None:
+    # One driver (scan.ScanCheckpoint) serves both engines; the CLI calls the engines, never the other way round.
+    engines = ("harmscan.classifiers.scan", "harmscan.classifiers.scan_progress", "harmscan.classifiers.ray_engine")
+    back = [f"{m} imports {target} (line {line})" for m in engines for line, target in imports_of(m, _MODULES[m])
+            if target.endswith(".cli")]
+    assert not back, back
+    assert "harmscan.classifiers.scan" in {t for _, t in imports_of("harmscan.classifiers.ray_engine",
+                                                                      _MODULES["harmscan.classifiers.ray_engine"])}

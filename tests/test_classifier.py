@@ -82,7 +82,8 @@ def test_scan_results_policy_and_threshold_overrides(clf: HarmClassifier, tmp_pa
         assert r.flagged == [n for n, q in zip(clf.labels, p, strict=True) if q >= 0.5]
         assert r.decision == ("flag" if r.flagged else "allow")
         assert r.windows == 1 and r.span is None
-        assert set(r.to_dict()) == {"scores", "flagged", "decision", "span", "windows"}
+        assert set(r.to_dict()) == {"scores", "flagged", "decision", "span", "windows", "language",
+                                      "language_confidence"}
     everything = clf.scan(["hello"], thresholds={"toxicity": 0.0, "violence": 0.0, "illegal_advice": 0.0})[0]
     assert everything.flagged == clf.labels and everything.decision == "flag"
     nothing = clf.scan(["hello"], thresholds={"toxicity": 1.0, "violence": 1.0, "illegal_advice": 1.0})[0]

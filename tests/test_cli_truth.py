@@ -134,7 +134,7 @@ def test_empty_input_of_every_format_gives_an_empty_valid_output(bundle_dir: Pat
         assert proc.returncode == 0, (fmt, proc.stderr)
         table = pq.read_table(pout)
         assert table.num_rows == 0
-        assert table.column_names == ["id", "scores", "flagged", "decision"]
+        assert table.column_names == ["id", "scores", "flagged", "decision", "language"]
         assert [f.name for f in table.schema.field("scores").type] == ["toxicity", "violence", "illegal_advice"]
 
 

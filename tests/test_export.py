@@ -34,7 +34,7 @@ def test_export_records_parity_within_tolerance_and_training_info(bundle_dir: Pa
     assert int8["max_abs_diff"] <= 0.02 and int8["flag_agreement"] >= 0.99 and not int8["labelled"]
     assert fp32["texts"] >= 150 and manifest["export"]["validation"]["source"] == "builtin"
     # Every file is hashed; the manifest carries what the runtime and the audit need.
-    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json", "config.json"}
     assert manifest["max_length"] == 128 and manifest["window_stride"] == 32
     assert manifest["labels"][1]["name"] == "violence" and manifest["labels"][1]["definition"]
     assert manifest["training"]["recipe"] == "test" and manifest["training"]["commercial_use"] is True

@@ -30,6 +30,18 @@ def test_user_adds_a_label_from_configuration(tmp_path: Path, monkeypatch: pytes
     assert tax.get("self_harm").definition.startswith("Encourages")
 
 
+def test_scarce_heads_come_from_the_taxonomy_and_stay_out_of_manifests(tmp_path: Path):
+    # Capping a source keeps positives of the `scarce: true` heads first; the flag is a training choice,
+    # so the label entries a bundle stores are the same with or without it.
+    cfg = tmp_path / "labels.yaml"
+    cfg.write_text("labels:\n  - {name: toxicity, definition: rude}\n"
+                   "  - {name: self_harm, definition: hurts oneself, scarce: true}\n")
+    tax = load_taxonomy(cfg)
+    assert tax.scarce_names == ["self_harm"]
+    assert tax.to_list()[1] == {"name": "self_harm", "definition": "hurts oneself", "openai_categories": []}
+    assert set(default_taxonomy().scarce_names) < set(default_taxonomy().names)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -98,3 +110,38 @@ def test_fast_normalisation_gives_the_reference_output():
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
     mismatches = [t for t in texts if normalize_text(t) != _reference_normalize(t)]
     assert mismatches == []
+
+
+# The obfuscations and scripts real traffic carries; each exercises a step of the normaliser.
+OFFSET_FIXTURES = [
+    "", "   ", "\u200b", "k\u200bi\u200dl\u2060l him", "I ❤️ U 👍🏽 🏳️‍🌈 👨‍👩‍👧", "kіll the кat", "Привет мир",
+    "k1ll 4ll 0f th3m", "ｋｉｌｌ ｔｈｅｍ", "caf\u00e9 cafe\u0301 e\u0301\u0302", "\u1100\u1161\u11a8 \u3131\u314f",
+    "我要杀了他！？\u3000好吗", "\ufdfa", "\ufdfa\u200b\ufdfa x", "ﬁne ℌ ① ㎏ \u212b \U0001d54f", "\x00bell\x07",
+    "a\r\nb\rc\r\r\nd", "  \t line  one \n\n\n  line two \u00a0\u2003end  ", "@bob @@x a@b.com @" + "x" * 40,
+    "see HTTPS://t.co/x and www.Site.com/a?b=1 or http:/ no", "\u0301a", "\u0e33\u0e33", "\u1160\u1161",
+    "x\u0345\u0300", "kill " * 2000, "\ufdfa" * 500,
+]
+
+
+@pytest.mark.parametrize("text", OFFSET_FIXTURES, ids=range(len(OFFSET_FIXTURES)))
+def test_the_offset_form_gives_the_plain_text(text: str) -> None:
+    # One set of steps runs both ways: the text the model reads and the text spans are measured in agree.
+    from harmscan.text import normalize_with_offsets
+
+    mapped = normalize_with_offsets(text)
+    assert mapped.text == normalize_text(text)
+    assert mapped.exact and len(mapped.starts) == len(mapped.ends) == len(mapped.text)
+    assert all(0 <= s < e <= len(text) for s, e in zip(mapped.starts, mapped.ends, strict=True))
+    assert mapped.starts == sorted(mapped.starts)  # the map keeps the order of the text
+
+
+def test_a_span_of_the_normalised_text_points_at_the_obfuscated_original() -> None:
+    from harmscan.text import normalize_with_offsets
+
+    original = "ok  so k\u200bі\u200bl\u200bl  him\r\n@bob"
+    mapped = normalize_with_offsets(original)
+    assert mapped.text == "ok so kill him\n@user"
+    for norm, orig in [("kill", "k\u200bі\u200bl\u200bl"), ("him", "him"), ("@user", "@bob")]:
+        i = mapped.text.index(norm)
+        s, e = mapped.original_span(i, i + len(norm))
+        assert original[s:e] == orig

@@ -231,7 +231,6 @@ def test_markdown_and_html_say_why_a_section_did_not_run(tmp_path):
 
 
 def test_identity_audit_section_from_the_data_registry(workspace, tuned, data_dir, tmp_path):
-    pytest.importorskip("harmscan.training.sources")
     from harmscan.eval import evaluate_bundle
 
     result = evaluate_bundle(workspace["bundle"], None, out_dir=tmp_path, data_dir=data_dir, n_boot=50, threads=1,

@@ -62,7 +62,7 @@ def test_jsonl_rows_and_bad_rows_with_line_numbers(clf: HarmClassifier, tmp_path
     rows = _read_jsonl(out)
     assert [r["id"] for r in rows] == ["a", 7, "f"]
     for row in rows:
-        assert set(row) == {"id", "scores", "flagged", "decision"}
+        assert set(row) == {"id", "scores", "flagged", "decision", "language"}
         assert set(row["scores"]) == {"toxicity", "violence", "illegal_advice"}
         assert row["decision"] == ("flag" if row["flagged"] else "allow")
     assert rows[0]["scores"] == pytest.approx(clf.scan(["hello world"])[0].scores, abs=1e-6)
@@ -127,7 +127,7 @@ def test_stdin_input_and_parquet_output(clf: HarmClassifier, tmp_path: Path, mon
     out = tmp_path / "out.parquet"
     summary = scan_file("-", out, clf, progress=False, spans=True)
     table = pq.read_table(out)
-    assert table.column_names == ["id", "scores", "flagged", "decision", "span", "windows"]
+    assert table.column_names == ["id", "scores", "flagged", "decision", "language", "span", "windows"]
     rows = table.to_pylist()
     assert [r["id"] for r in rows] == ["0", "1", "2", "3", "4"]  # Parquet ids are strings
     expected = clf.scan(TEXTS, return_spans=True)

@@ -27,7 +27,7 @@ from harmscan.eval.suite import (
     run_suite_cli,
     training_examples,
 )
-from harmscan.eval.suite_gen import generate, load_definitions
+from harmscan.eval.suite.generator import generate, load_definitions
 from harmscan.labels import default_taxonomy
 from harmscan.text import dedup_key, normalize_text
 
@@ -331,6 +331,23 @@ functionalities:
     train: ["you fool, {name}"]
     test: ["{Name} is a fool", {text: "{name} is lovely", labels: {toxicity: 0}}]
 """
+
+
+def test_a_custom_taxonomy_adds_suite_cases_for_its_own_head(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Suite heads come from the taxonomy: a head added by $HARMSCAN_LABELS may be labelled, an unknown one not.
+    body = GOOD.replace("labels: {toxicity: 1, violence: 0}", "labels: {toxicity: 0, self_harm: 1}")
+    folder = _write_suite(tmp_path / "s", body)
+    with pytest.raises(DataError, match="unknown head 'self_harm'"):
+        load_definitions(folder)
+    cfg = tmp_path / "labels.yaml"
+    cfg.write_text("labels:\n" + "".join(f"  - {{name: {h}, definition: x}}\n" for h in [*HEADS, "self_harm"]))
+    monkeypatch.setenv("HARMSCAN_LABELS", str(cfg))
+    cases = generate(*load_definitions(folder), "test")
+    assert {c.text: c.labels["self_harm"] for c in cases}["Ann is a fool"] == 1
+    assert set(cases[0].labels) == {*HEADS, "self_harm"}
+    # The packaged suite still loads under the custom taxonomy; its cases leave the new head unknown.
+    assert all(c.labels["self_harm"] is None for c in generate(*load_definitions(), "test"))
 
 
 def test_a_user_suite_folder_loads(tmp_path: Path) -> None:

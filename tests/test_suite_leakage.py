@@ -33,3 +33,15 @@ def test_the_suite_train_templates_do_feed_training(default_dataset) -> None:
     assert len(suite_rows) >= 1000
     held_out = held_out_keys()
     assert not any(dedup_key(t) in held_out for t in suite_rows)
+
+
+def test_a_missing_suite_is_an_error_not_a_silent_build_without_the_leak_guard(monkeypatch) -> None:
+    import sys
+
+    from harmscan.errors import DataError
+    from harmscan.training import dataset
+
+    monkeypatch.setitem(sys.modules, "harmscan.eval.suite.cases", None)  # import fails as in a broken install
+    with pytest.raises(DataError, match="behavioural suite .* cannot be imported") as err:
+        dataset._suite_held_out_keys()
+    assert "\n" not in str(err.value)

@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 DATA_SUMMARY = "harmscan_data.json"
 CONFLICT_RULE = "positive_wins"
-# Heads with few positives: capping keeps their positives first.
-THIN_HEADS = ("violence", "illegal_advice")
 MAX_CHARS = 4000  # longer rows are cut for training (inference windows long texts in full)
 
 
@@ -200,11 +198,12 @@ def dedup(rows: Iterable[Row], heads: Sequence[str]) -> tuple[list[Row], dict[st
     return list(by_key.values()), dict(stats)
 
 
-def cap_rows(rows: list[Row], cap: int | None, rng: random.Random) -> list[Row]:
+def cap_rows(rows: list[Row], cap: int | None, rng: random.Random, scarce: Sequence[str]) -> list[Row]:
+    """At most `cap` rows, positives of the taxonomy's scarce heads (`scarce: true`) first."""
     if cap is None or len(rows) <= cap:
         return rows
-    thin = [r for r in rows if any(r.labels.get(h) == 1 for h in THIN_HEADS)]
-    rest = [r for r in rows if not any(r.labels.get(h) == 1 for h in THIN_HEADS)]
+    thin = [r for r in rows if any(r.labels.get(h) == 1 for h in scarce)]
+    rest = [r for r in rows if not any(r.labels.get(h) == 1 for h in scarce)]
     rng.shuffle(thin)
     rng.shuffle(rest)
     return (thin + rest)[:cap]
@@ -255,7 +254,7 @@ def augmentation_rows(
 
     suite_cfg = aug.get("suite_train")
     if suite_cfg:
-        from harmscan.eval.suite import training_examples
+        from harmscan.eval.suite.cases import training_examples
 
         cfg = suite_cfg if isinstance(suite_cfg, dict) else {}
         weight = float(cfg.get("weight", 1.0))
@@ -284,10 +283,15 @@ def augmentation_rows(
 
 
 def _suite_held_out_keys() -> set[str]:
+    # The suite ships with harmscan: if it cannot be imported the install is broken, and building without
+    # the leak guard would silently train on test cases.
     try:
-        from harmscan.eval.suite import held_out_keys
-    except ImportError:  # pragma: no cover - the suite ships with harmscan
-        return set()
+        from harmscan.eval.suite.cases import held_out_keys
+    except ImportError as exc:
+        raise DataError(
+            f"the behavioural suite (harmscan.eval.suite) cannot be imported ({exc}): its test cases cannot be "
+            "held out of training; reinstall harmscan"
+        ) from None
     return set(held_out_keys())
 
 
@@ -322,7 +326,7 @@ def build_rows(recipe: Recipe, data_dir: Path, taxonomy: Taxonomy | None = None)
     rng = random.Random(seed)
     kept: list[Row] = []
     for spec in recipe.sources:
-        kept.extend(cap_rows(by_source.get(spec.name, []), spec.cap, rng))
+        kept.extend(cap_rows(by_source.get(spec.name, []), spec.cap, rng, taxonomy.scarce_names))
     splits = assign_splits(kept, heads, recipe.split, seed)
     held_out = {r.key for s in ("validation", "test") for r in splits[s]}
     extra = augmentation_rows(

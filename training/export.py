@@ -53,6 +53,8 @@ from harmscan.classifiers.encoding import CPU_MAX_BATCH_TOKENS, WindowTokenizer,
 from harmscan.classifiers.int8_gate import LIMITS as INT8_GATE_LIMITS
 from harmscan.classifiers.int8_gate import evaluate_gate, gate_record
 from harmscan.classifiers.int8_gate import summary as gate_summary
+from harmscan.classifiers.manifest import Manifest
+from harmscan.classifiers.modelcard import HF_CONFIG, write_model_card
 from harmscan.classifiers.policy import Policy
 from harmscan.classifiers.runtime import Runner, create_session
 from harmscan.classifiers.validation_texts import builtin_validation_texts
@@ -232,8 +234,10 @@ def export_bundle(
         for variant in wanted:
             manifest["variants"][variant] = {"file": VARIANT_FILES[variant], **built[variant], "parity": parity[variant]}
         manifest["export"] = _export_record(source, len(texts))
+        _write_hf_config(staging / HF_CONFIG, config, taxonomy)
         record_files(staging, manifest)
         write_manifest(staging, manifest)
+        write_model_card(staging, Manifest.from_dict(manifest, staging))  # not hashed: see modelcard.py
         set_bundle_modes(staging, private)  # mkdtemp made it 0700: see set_bundle_modes
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -284,6 +288,18 @@ def _build_and_check(
 
 
 # -- steps ---------------------------------------------------------------------------------------------
+def _write_hf_config(path: Path, config: dict[str, Any], taxonomy: Taxonomy) -> None:
+    """config.json beside model.onnx, so that optimum's ORTModelForSequenceClassification loads the bundle
+    (`from_pretrained(bundle_dir, file_name="model.onnx")`) with the bundle's label names and order."""
+    hf = {k: v for k, v in config.items() if k != "_name_or_path"}  # a path on the exporting machine
+    hf.update(
+        id2label={str(i): name for i, name in enumerate(taxonomy.names)},
+        label2id={name: i for i, name in enumerate(taxonomy.names)},
+        problem_type="multi_label_classification",  # one sigmoid per label, not a softmax
+    )
+    path.write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 @contextmanager
 def _quiet_third_party() -> Iterator[None]:
     """optimum and onnxruntime.quantization log every fused node at INFO (hundreds of lines, partly on

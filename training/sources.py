@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from harmscan.errors import DataError
+from harmscan.labels import DEFAULT_LABELS
 from harmscan.training.readers.base import (
     Example,
     FileError,
@@ -42,7 +43,8 @@ from harmscan.training.readers.base import (
 )
 from harmscan.training.readers.benign import lexicon_terms as lexicon_terms  # re-exported for callers
 
-HEADS: tuple[str, ...] = ("toxicity", "violence", "illegal_advice")
+# The heads the packaged readers label: the built-in taxonomy's (harmscan/labels.yaml).
+HEADS: tuple[str, ...] = DEFAULT_LABELS
 USER_SOURCES_ENV = "HARMSCAN_SOURCES"
 KINDS = ("comments", "requests", "benign", "lexicon")
 

@@ -1,6 +1,6 @@
 """Reading the behavioural suite's YAML definitions and generating its cases (templates x slot fillers).
 
-Folder `eval/suite/` holds `slots.yaml` (fillers shared by every functionality) and one YAML file per group
+This package's folder (`eval/suite/`, installed as `harmscan/eval/suite/`) holds `slots.yaml` (fillers shared by every functionality) and one YAML file per group
 of functionalities. A functionality:
 
     - name: threat_direct                 unique, snake_case
@@ -19,6 +19,9 @@ of functionalities. A functionality:
 mapping has fillers for `both` splits plus split-only ones, so the test split meets fillers that training
 never saw. Train and test templates are different sentence frames; only train templates may feed training.
 Generation is deterministic: every random choice is seeded from (seed, functionality, split, template).
+
+Heads are the taxonomy's (harmscan/labels.yaml): the packaged suite labels the built-in ones, and a custom
+taxonomy ($HARMSCAN_LABELS) adds its own, so that a suite folder of its own may label them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import yaml
 
 from harmscan.errors import DataError
 from harmscan.eval.obfuscate import METHODS, obfuscate, target_words
-from harmscan.labels import DEFAULT_LABELS
+from harmscan.labels import default_taxonomy, load_taxonomy
 from harmscan.text import dedup_key
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,13 +95,18 @@ class SuiteCase:
 
 
 # -- reading ---------------------------------------------------------------------------------------------
+def suite_heads() -> tuple[str, ...]:
+    """The heads a suite file may label: the built-in taxonomy's, then those a custom taxonomy adds."""
+    return tuple(dict.fromkeys([*default_taxonomy().names, *load_taxonomy().names]))
+
+
 def suite_folder(suite_dir: str | Path | None = None) -> Traversable:
     if suite_dir is not None:
         path = Path(suite_dir)
         if not path.is_dir():
             raise DataError(f"suite folder {path} does not exist: pass a folder holding slots.yaml and *.yaml")
         return path
-    return resources.files("harmscan.eval").joinpath("suite")
+    return resources.files("harmscan.eval.suite")
 
 
 def _load_yaml(item: Traversable, origin: str) -> Any:
@@ -127,20 +135,22 @@ def _split_fillers(raw: Any, where: str) -> dict[str, list[str]]:
     return out
 
 
-def _labels(raw: Any, where: str, base: Mapping[str, int | None] | None = None) -> dict[str, int | None]:
+def _labels(
+    raw: Any, where: str, heads: Sequence[str], base: Mapping[str, int | None] | None = None
+) -> dict[str, int | None]:
     if not isinstance(raw, Mapping):
         raise DataError(f"{where}: 'labels' must map head -> 1, 0 or null")
-    out: dict[str, int | None] = dict(base) if base else {h: None for h in DEFAULT_LABELS}
+    out: dict[str, int | None] = dict(base) if base else {h: None for h in heads}
     for head, value in raw.items():
-        if head not in DEFAULT_LABELS:
-            raise DataError(f"{where}: unknown head {head!r} in labels; heads: {', '.join(DEFAULT_LABELS)}")
+        if head not in heads:
+            raise DataError(f"{where}: unknown head {head!r} in labels; heads: {', '.join(heads)}")
         if value not in (0, 1, None):
             raise DataError(f"{where}: label for {head!r} must be 1, 0 or null, got {value!r}")
         out[head] = value
     return out
 
 
-def _functionality(raw: Any, origin: str) -> Functionality:
+def _functionality(raw: Any, origin: str, known: Sequence[str]) -> Functionality:
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise DataError(f"{origin}: each functionality needs a 'name'; got {str(raw)[:80]!r}")
     name = str(raw["name"])
@@ -150,11 +160,11 @@ def _functionality(raw: Any, origin: str) -> Functionality:
     missing = [k for k in ("family", "head", "description", "labels", "train", "test") if k not in raw]
     if missing:
         raise DataError(f"{where} lacks {', '.join(missing)}")
-    labels = _labels(raw["labels"], where)
+    labels = _labels(raw["labels"], where, known)
     heads = [raw["head"]] if isinstance(raw["head"], str) else list(raw["head"])
     for head in heads:
-        if head not in DEFAULT_LABELS:
-            raise DataError(f"{where}: unknown head {head!r}; heads: {', '.join(DEFAULT_LABELS)}")
+        if head not in known:
+            raise DataError(f"{where}: unknown head {head!r}; heads: {', '.join(known)}")
     templates: dict[str, list[Template]] = {}
     for split in SPLITS:
         items = raw[split]
@@ -166,7 +176,7 @@ def _functionality(raw: Any, origin: str) -> Functionality:
             if isinstance(item, Mapping):
                 if "text" not in item:
                     raise DataError(f"{where}: template {tid} is a mapping without 'text'")
-                tlabels = _labels(item.get("labels", {}), f"{where} template {tid}", labels)
+                tlabels = _labels(item.get("labels", {}), f"{where} template {tid}", known, labels)
                 templates[split].append(Template(tid, str(item["text"]), tlabels))
             else:
                 templates[split].append(Template(tid, str(item), labels))
@@ -193,10 +203,12 @@ def _functionality(raw: Any, origin: str) -> Functionality:
 
 
 def load_definitions(
-    suite_dir: str | Path | None = None,
+    suite_dir: str | Path | None = None, heads: Sequence[str] | None = None
 ) -> tuple[list[Functionality], dict[str, dict[str, list[str]]]]:
-    """Every functionality (in file order, files sorted by name) and the shared slots."""
+    """Every functionality (in file order, files sorted by name) and the shared slots. `heads`: those a
+    file may label (default: `suite_heads()`)."""
     folder = suite_folder(suite_dir)
+    known = tuple(heads) if heads is not None else suite_heads()
     files = sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
     shared: dict[str, dict[str, list[str]]] = {}
     funcs: list[Functionality] = []
@@ -212,7 +224,7 @@ def load_definitions(
         items = data.get("functionalities") if isinstance(data, Mapping) else None
         if not isinstance(items, list):
             raise DataError(f"{origin} must hold a 'functionalities:' list")
-        funcs.extend(_functionality(raw, origin) for raw in items)
+        funcs.extend(_functionality(raw, origin, known) for raw in items)
     names = [f.name for f in funcs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

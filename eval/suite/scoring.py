@@ -1,142 +1,22 @@
-"""The behavioural test suite: does the model get the cases users care about right, family by family?
-
-CheckList/HateCheck style: each *functionality* (a direct threat, figurative violence, a polite request for
-drug synthesis, counter-speech quoting hate, ...) is a set of templates x slot fillers with a gold label per
-head (1, 0 or unknown). Templates come in two disjoint sets: `train` ones may feed training as augmentation
-(`training_examples`), `test` ones never do and are what `evaluate_suite` scores. Definitions live in YAML
-under `eval/suite/` (see `harmscan.eval.suite_gen`); this module is the public API.
-
-    from harmscan.eval.suite import evaluate_suite, format_suite_table
-    print(format_suite_table(evaluate_suite(HarmClassifier.load("artifacts/bundle"))))
-
-or `python -m harmscan.eval.suite --bundle artifacts/bundle`. Importing this module needs only yaml.
-"""
+"""Scoring a classifier on the behavioural suite, and the Markdown tables of its results and contents."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harmscan.errors import InputError
-from harmscan.eval.suite_gen import SPLITS, Functionality, SuiteCase, generate, load_definitions
-from harmscan.text import dedup_key
+from harmscan.eval.suite.cases import check_split, definitions, expected_text, functionalities, load_suite
+from harmscan.eval.suite.generator import SuiteCase
 
-SOURCE = "suite_train"
 # The issue's bar for the shipped model: overall pass rate, worst functionality, obfuscation recall gap.
 TARGET_OVERALL = 0.90
 TARGET_MIN_FUNCTIONALITY = 0.70
 TARGET_OBFUSCATION_GAP = 0.05
 MAX_FAILED_EXAMPLES = 3
-
-__all__ = [
-    "SuiteCase", "load_suite", "functionalities", "training_examples", "evaluate_suite", "format_suite_table",
-    "run_suite_cli", "held_out_keys", "leaked_cases", "format_functionality_table",
-]
-
-
-@lru_cache(maxsize=4)
-def _definitions() -> tuple[list[Functionality], dict[str, dict[str, list[str]]]]:
-    return load_definitions()
-
-
-@lru_cache(maxsize=8)
-def _cases(split: str, seed: int, per_template: int | None) -> tuple[SuiteCase, ...]:
-    funcs, shared = _definitions()
-    return tuple(generate(funcs, shared, split, seed, per_template))
-
-
-def _check_split(split: str | None) -> None:
-    if split is not None and split not in SPLITS:
-        raise InputError(f"unknown suite split {split!r}: choose 'train' or 'test' (or None for both)")
-
-
-def load_suite(split: str | None = None, seed: int = 0) -> list[SuiteCase]:
-    """Every case of one split ("train" or "test"), or of both when split is None. Deterministic for a seed.
-
-    The test split is always scored with seed 0, so its figures compare across models and releases.
-    """
-    _check_split(split)
-    return [c for s in ([split] if split else SPLITS) for c in _cases(s, seed, None)]
-
-
-def functionalities() -> list[dict[str, Any]]:
-    """One dict per functionality: name, description, family, head(s), gold labels, polarity, template counts."""
-    funcs, _ = _definitions()
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for case in load_suite():
-        counts[(case.functionality, case.split)] += 1
-    return [
-        {
-            "name": f.name,
-            "description": f.description,
-            "family": f.family,
-            "head": "+".join(f.heads),
-            "heads": list(f.heads),
-            "labels": dict(f.labels),
-            "expected": expected_text(f.labels),
-            "polarity": f.polarity,
-            "obfuscation": list(f.obfuscate),
-            "templates": {s: len(f.templates[s]) for s in SPLITS},
-            "cases": {s: counts[(f.name, s)] for s in SPLITS},
-        }
-        for f in funcs
-    ]
-
-
-def expected_text(labels: dict[str, int | None], heads: Sequence[str] | None = None) -> str:
-    """'violence=1, toxicity=0' — the known gold labels, positives first; unknown heads are left out."""
-    known = [(h, v) for h, v in labels.items() if v is not None and (heads is None or h in heads)]
-    known.sort(key=lambda hv: -int(hv[1] or 0))
-    return ", ".join(f"{h}={v}" for h, v in known) or "(no known label)"
-
-
-def held_out_keys() -> frozenset[str]:
-    """dedup_key of every test-split case (and of the plain form of obfuscated ones): never train on these."""
-    keys = set()
-    for case in load_suite("test"):
-        keys.add(dedup_key(case.text))
-        if case.plain_text:
-            keys.add(dedup_key(case.plain_text))
-    return frozenset(keys)
-
-
-def leaked_cases(texts: Iterable[str]) -> list[SuiteCase]:
-    """The test-split cases whose text (after dedup_key) appears among `texts`, e.g. a training split."""
-    keys = {dedup_key(t) for t in texts}
-    return [
-        c for c in load_suite("test")
-        if dedup_key(c.text) in keys or (c.plain_text is not None and dedup_key(c.plain_text) in keys)
-    ]
-
-
-def training_examples(seed: int = 0, per_template: int | None = None) -> list[Any]:
-    """Cases from TRAIN templates as `harmscan.training.sources.Example`s (source "suite_train").
-
-    `seed` draws a different sample of filler combinations from the same train templates; `per_template`
-    draws more (or fewer) cases per template than the suite's own. A case that would collide with a test
-    case (same dedup_key) is left out, so training on these never leaks the test split.
-    """
-    from harmscan.training.sources import Example
-
-    funcs, _ = _definitions()
-    family = {f.name: f.family for f in funcs}
-    held_out = held_out_keys()
-    out = []
-    for case in _cases("train", seed, per_template):
-        if dedup_key(case.text) in held_out or (case.plain_text and dedup_key(case.plain_text) in held_out):
-            continue
-        meta = {"functionality": case.functionality, "family": family[case.functionality],
-                "template_id": case.template_id}
-        if case.obfuscation:
-            meta["obfuscation"] = case.obfuscation
-        out.append(Example(text=case.text, labels=dict(case.labels), source=SOURCE, meta=meta))
-    return out
 
 
 # -- scoring ---------------------------------------------------------------------------------------------
@@ -172,7 +52,7 @@ def evaluate_suite(
     the flag equals the gold label. Returns {"split", "thresholds", "functionalities": [{name, family, head,
     expected, n, passed, pass_rate, failed_examples}], "families", "overall", "obfuscation", "checks"}.
     """
-    _check_split(split)
+    check_split(split)
     cases = list(cases) if cases is not None else load_suite(split)
     labels = list(classifier.labels)
     index = {h: j for j, h in enumerate(labels)}
@@ -181,7 +61,7 @@ def evaluate_suite(
     flags = classifier.policy.flags(probs, labels)
     row = {t: i for i, t in enumerate(texts)}
 
-    funcs, _ = _definitions()
+    funcs, _ = definitions()
     meta = {f.name: f for f in funcs}
     per_func: dict[str, dict[str, Any]] = {}
     for case in cases:
@@ -360,7 +240,7 @@ def run_suite_cli(bundle_path: str | Path, split: str = "test", out: str | Path 
     """Score a bundle on the suite and print the Markdown table; `out` also saves it (.json, else Markdown)."""
     from harmscan.classifiers import HarmClassifier
 
-    _check_split(split)
+    check_split(split)
     classifier = HarmClassifier.load(bundle_path)
     result = evaluate_suite(classifier, split=split, progress=sys.stderr.isatty())
     table = format_suite_table(result)
@@ -373,31 +253,3 @@ def run_suite_cli(bundle_path: str | Path, split: str = "test", out: str | Path 
         else:
             out.write_text(table, encoding="utf-8")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m harmscan.eval.suite", description="The behavioural test suite (per-functionality pass rates)."
-    )
-    parser.add_argument("--bundle", help="score this bundle on the suite and print the table")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="template set to score (default: test)")
-    parser.add_argument("-o", "--output", help="also write the result: .json (full) or .md (the table)")
-    parser.add_argument("--list", action="store_true", help="print the functionalities with their case counts")
-    parser.add_argument("--examples", type=int, default=0, help="with --list: show this many test cases each")
-    args = parser.parse_args(argv)
-    if args.list:
-        print(format_functionality_table(args.examples), end="")
-        return 0
-    if not args.bundle:
-        parser.error("pass --bundle BUNDLE (or --list)")
-    from harmscan.errors import HarmscanError
-
-    try:
-        return run_suite_cli(args.bundle, args.split, args.output)
-    except HarmscanError as exc:
-        print(f"harmscan: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
