@@ -1,4 +1,4 @@
-"""CLI: `harmscan eval`, `harmscan calibrate`, `harmscan thresholds`. Handlers import heavy modules lazily."""
+"""CLI: `harmscan eval`, `harmscan calibrate`, `harmscan thresholds`, `harmscan redteam`. Handlers import heavy modules lazily."""
 
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "updating the bundle")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
     p.set_defaults(func=_thresholds)
+
+    _register_redteam(sub)
 
 
 LABELS_HELP = (
@@ -227,9 +229,9 @@ def _eval(args: argparse.Namespace) -> int:
         resolve_data_dir(args.data_dir)
     thresholds = None
     if args.thresholds:
-        from harmscan.eval.report_run import parse_threshold_overrides
+        from harmscan.classifiers.policy import parse_overrides
 
-        thresholds = parse_threshold_overrides(args.thresholds)
+        thresholds = parse_overrides(args.thresholds)
     result = evaluate_bundle(
         args.bundle, args.data, out_dir=args.output or DEFAULT_ARTIFACTS / "report", policy=args.policy,
         suite=args.suite, benchmark=args.benchmark or None, benchmark_path=args.path or None,
@@ -242,6 +244,50 @@ def _eval(args: argparse.Namespace) -> int:
         raise DataError(f"external validation did not run: {why}")
     for line in result.get("headline_lines", []):
         print(line)
+    for kind, path in result["paths"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _register_redteam(sub: argparse._SubParsersAction) -> None:
+    from harmscan.eval.attacks import RECIPES
+
+    p = sub.add_parser(
+        "redteam",
+        help="attack a bundle (character edits, word substitutions, padding, framings, jailbreak templates, "
+        "payload splitting) on held-out harmful texts: ASR per label x recipe and an adversarial JSONL source",
+    )
+    _common(p)
+    p.add_argument("--data", type=Path, required=True,
+                   help="a dataset built by `harmscan data build` (its test split) or a labelled CSV / TSV / JSONL "
+                   "/ Parquet file (a text column and 0/1 columns named after the labels)")
+    p.add_argument("--split", default="test", help="with a built dataset: the split to attack (default: test; never train)")
+    p.add_argument("-o", "--output", type=Path, help="output folder (default: artifacts/redteam)")
+    p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)} (default: all)")
+    p.add_argument("--max-texts", type=int, default=50, help="flagged harmful texts attacked per label (default: 50)")
+    p.add_argument("--queries", type=int, default=50, help="model queries per text and recipe (default: 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the text sample and of the attacks (default: 0)")
+    p.add_argument("--min-similarity", type=float, default=0.8,
+                   help="word substitution: least cosine of the mean-pooled input embeddings (default: 0.8)")
+    p.add_argument("--templates", type=Path,
+                   help="jailbreak templates instead of the built-in ones: one a line, or a CSV / JSONL with a "
+                   "'template' or 'prompt' column; {payload} marks where the text goes")
+    p.set_defaults(func=_redteam)
+
+
+def _redteam(args: argparse.Namespace) -> int:
+    from harmscan.eval.redteam_run import redteam_bundle
+
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    result = redteam_bundle(
+        args.bundle, args.data, args.output or DEFAULT_ARTIFACTS / "redteam", split=args.split, recipes=recipes,
+        max_texts=args.max_texts, queries=args.queries, seed=args.seed, min_similarity=args.min_similarity,
+        templates=args.templates, variant=args.variant, threads=args.threads, progress=not args.no_progress,
+    )
+    report = result["report"]
+    for recipe, cell in report["overall"].items():
+        asr = "n/a" if cell["asr"] is None else f"{cell['asr']:.0%}"
+        print(f"{recipe:<18} ASR {asr:>5} ({cell['evaded']}/{cell['attacked']})")
     for kind, path in result["paths"].items():
         print(f"{kind}: {path}")
     return 0

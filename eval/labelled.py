@@ -45,10 +45,13 @@ class LabelledFile:
 
 
 def read_labelled(
-    path: str | Path, label_names: Sequence[str] | None = None, *, text_field: str = "text", need_text: bool = False
+    path: str | Path, label_names: Sequence[str] | None = None, *, text_field: str = "text", need_text: bool = False,
+    require_both_classes: bool = True,
 ) -> LabelledFile:
     """Read and check `path`. `label_names`: the bundle's labels (None: the labels of the file's scores).
-    `need_text`: the texts must be there even when scores are (calibration needs the model's raw logits)."""
+    `need_text`: the texts must be there even when scores are (calibration needs the model's raw logits).
+    `require_both_classes`: every label column needs a 0 and a 1 row (tuning does; `redteam` only attacks
+    the positives)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cannot read labels file {path}: no such file")
@@ -96,7 +99,7 @@ def read_labelled(
         j = names.index(name)
         known = mask[:, j]
         pos = int(labels[known, j].sum())
-        if pos == 0 or pos == int(known.sum()):
+        if require_both_classes and (pos == 0 or pos == int(known.sum())):
             missing = "positive (1)" if pos == 0 else "negative (0)"
             raise InputError(
                 f"{path}, column '{name}': no {missing} row among its {int(known.sum())} known rows, so no "
