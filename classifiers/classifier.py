@@ -211,10 +211,16 @@ class HarmClassifier:
         texts: Iterable[str] | str,
         thresholds: Mapping[str, float] | None = None,
         return_spans: bool = False,
+        *,
+        policy: Policy | None = None,
     ) -> list[ScanResult]:
-        """Scores, flagged labels and a decision per text, under the policy (`thresholds` overrides some)."""
+        """Scores, flagged labels and a decision per text, under the policy (`thresholds` overrides some).
+        `policy`: one the caller already resolved, used as is instead of `thresholds` (the server validates a
+        request's overrides once, `self.policy.with_overrides`, before its texts join a shared batch)."""
+        if policy is not None and thresholds:
+            raise ValueError("pass thresholds or a resolved policy, not both")
         items = _as_texts(texts)
-        policy = self.policy.with_overrides(thresholds, self.labels)
+        policy = policy if policy is not None else self.policy.with_overrides(thresholds, self.labels)
         inf = self._infer(items, want_spans=return_spans)
         probs = apply_calibration(inf.logits, self.calibration, self.labels)
         flags = policy.flags(probs, self.labels)

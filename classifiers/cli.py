@@ -1,5 +1,6 @@
-"""CLI: `harmscan export` and `harmscan scan`. Handlers import their modules lazily: `harmscan scan` never
-imports torch or transformers, and `harmscan --help` does not even import onnxruntime."""
+"""CLI: `harmscan scan`. Handlers import their modules lazily: `harmscan scan` never imports torch or
+transformers, and `harmscan --help` does not even import onnxruntime. (`harmscan export` needs torch: it is
+registered by `harmscan.training.cli`.)"""
 
 from __future__ import annotations
 
@@ -13,36 +14,6 @@ DEFAULT_BUNDLE = DEFAULT_ARTIFACTS / "bundle"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a trained model folder to an ONNX bundle (fp32, int8, fp16) behind a parity gate",
-        description="Export MODEL_DIR (written by `harmscan train`) to a bundle: an optimised fp32 ONNX graph, "
-        "an int8 one, optionally fp16 for GPUs, tokenizer.json and the harmscan.json manifest. Each variant must "
-        "match PyTorch on validation texts (fp32: max |Δp| ≤ 1e-4; int8: ≤ 0.02 and ≥ 99% identical flags).",
-    )
-    p.add_argument("model_dir", type=Path, help="a Hugging Face model folder with harmscan_training.json")
-    p.add_argument("-o", "--output", type=Path, default=DEFAULT_BUNDLE, help=f"bundle folder (default: {DEFAULT_BUNDLE})")
-    p.add_argument("--variants", default="fp32,int8", help="comma-separated: fp32, int8, fp16 (default: fp32,int8)")
-    p.add_argument("--fp16", action="store_true", help="also build the fp16 variant (for GPUs)")
-    p.add_argument(
-        "--validation",
-        help="texts for the parity gate: a .txt (one per line), .jsonl, .csv or .parquet file with a 'text' "
-        "field (default: the validation split recorded by `harmscan train`, else built-in sentences)",
-    )
-    p.add_argument("--no-optimize", action="store_true", help="skip the offline ONNX Runtime graph optimisation (debugging)")
-    p.add_argument(
-        "--allow-parity-failure",
-        action="store_true",
-        help="write variants that fail the parity gate anyway, marked as failed (never chosen by --variant auto)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
-    p.add_argument(
-        "--private", action="store_true",
-        help="keep the bundle to its owner (files 0600, folders 0700); default: readable by all (0644/0755), "
-        "so that a service running as another user can load it",
-    )
-    p.set_defaults(func=_export)
-
     p = sub.add_parser(
         "scan",
         help="score a file of texts (JSONL, CSV, Parquet, text, stdin) with a bundle; resumable",
@@ -90,36 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_scan)
 
 
-def _export(args: argparse.Namespace) -> int:
-    from harmscan.training.export import export_bundle
-
-    texts = None
-    if args.validation:
-        from harmscan.classifiers.records import iter_records
-
-        texts = [r.text for r in iter_records(args.validation) if r.text is not None]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    out = export_bundle(
-        args.model_dir, args.output, variants=variants, fp16=args.fp16, validation=texts,
-        optimize=not args.no_optimize, progress=_progress(args), allow_parity_failure=args.allow_parity_failure,
-        private=args.private,
-    )
-    from harmscan.classifiers.bundle import Bundle
-
-    bundle = Bundle.load(out, verify=False)
-    for name, info in bundle.info.variants.items():
-        par = info["parity"]
-        verdict = "passed" if par["passed"] else "FAILED the parity gate"
-        if par.get("gate") == "task-level":  # int8, against fp32 at the bundle's current thresholds
-            verdict = f"task-level gate {par['status']}" + (f": {'; '.join(par['failures'])}" if par["failures"] else "")
-        print(
-            f"{name}: {info['file']}  max |Δp| {par['max_abs_diff']:.2g}, identical flags {par['flag_agreement']:.2%}"
-            f" on {par['texts']} texts: {verdict}"
-        )
-    print(f"bundle written to {out}")
-    return 0
-
-
 def _scan(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from harmscan.errors import InputError
@@ -127,7 +68,7 @@ def _scan(args: argparse.Namespace) -> int:
         if str(args.output) == "-" or args.max_errors is not None:
             raise InputError("--engine ray writes a file and has no --max-errors: drop -o - / --max-errors, "
                              "or use --engine local")
-        args.no_progress = not _progress(args)
+        args.no_progress = not show_progress(args)
         return run_ray_scan(args)
     from harmscan.classifiers.bundle import Bundle
     from harmscan.classifiers.classifier import HarmClassifier
@@ -145,7 +86,7 @@ def _scan(args: argparse.Namespace) -> int:
         args.input, args.output, clf, text_field=args.text_field, id_field=args.id_field,
         input_format=args.input_format, output_format=args.output_format, resume=args.resume,
         overwrite=args.overwrite, errors_path=args.errors, chunk_size=args.chunk_size,
-        progress=_progress(args), spans=args.spans, max_errors=args.max_errors,
+        progress=show_progress(args), spans=args.spans, max_errors=args.max_errors,
     )
     where = "stdout" if str(summary.output) == "-" else summary.output
     bad_rows = summary.errors_path or ("stderr" if str(summary.output) == "-" else None)
@@ -166,7 +107,7 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(args: argparse.Namespace) -> bool:
+def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars only for a person watching: not with --no-progress, not into a log file or a pipe."""
     return not args.no_progress and sys.stderr.isatty()
 

@@ -14,22 +14,21 @@ so an unlabelled check never ships something a labelled one would have refused m
 `evaluate_gate` is the pure function; `gate_record` turns its result into the manifest's
 `variants.int8.parity`. Flags and ECE depend on the calibration and thresholds, so the record says which
 ones it was measured under; `Bundle.update` marks it `pending` when either changes, and
-`refresh_int8_gate` (run by `harmscan thresholds`) measures it again on the dataset's validation split.
+`harmscan.eval.int8_refresh.refresh_int8_gate` (run by `harmscan thresholds`) measures it again on the
+dataset's validation split.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from harmscan.classifiers import binary_metrics as bm
 
 LIMITS: dict[str, float] = {
     "auprc_abs_diff": 0.005,
@@ -125,8 +124,6 @@ def evaluate_gate(
     per_label: dict[str, LabelFigures] = {}
     labelled = labels is not None
     if labels is not None:
-        from harmscan.eval import binary_metrics as bm
-
         y_all = np.asarray(labels) > 0.5
         known_all = np.ones_like(y_all, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         for j, name in enumerate(names):
@@ -251,38 +248,3 @@ def summary(parity: Mapping[str, Any]) -> str:
             f"p99 {parity.get('p99_abs_diff', float('nan')):.3g} on {parity.get('texts', '?')} texts")
     failures = parity.get("failures") or []
     return f"{'; '.join(failures)} ({figs})" if failures else figs
-
-
-# -- re-measuring at the bundle's final operating point ----------------------------------------------------
-def refresh_int8_gate(
-    bundle_dir: str | Path | Any,
-    dataset_dir: str | Path,
-    *,
-    threads: int | None = None,
-    progress: bool = False,
-) -> dict[str, Any] | None:
-    """Measure the int8 gate on the dataset's validation split at the bundle's current calibration and
-    thresholds and write the verdict into its manifest; -> the record (None: the bundle has no int8)."""
-    from harmscan.classifiers.bundle import Bundle
-    from harmscan.classifiers.classifier import HarmClassifier
-    from harmscan.eval.scores import score_split
-
-    bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.load(bundle_dir)
-    if "int8" not in bundle.info.variants:
-        return None
-    scored = {}
-    provider = ""
-    for variant in ("fp32", "int8"):
-        clf = HarmClassifier.unchecked(bundle, variant, threads=threads)
-        scored[variant] = score_split(clf, dataset_dir, "validation", progress=progress)
-        provider = clf.providers[0]
-    val32, val8 = scored["fp32"], scored["int8"]
-    result = evaluate_gate(val32.probs, val8.probs, bundle.label_names, bundle.policy.thresholds,
-                           val32.labels, val32.mask)
-    record = gate_record(result, source=f"dataset:{Path(dataset_dir)} (validation, all rows)",
-                         manifest=bundle.manifest, provider=provider)
-    variants = {name: dict(info) for name, info in bundle.info.variants.items()}
-    variants["int8"]["parity"] = record
-    bundle.update(variants=variants)
-    log.info("int8 gate on %d validation texts: %s", result.texts, record["status"])
-    return record

@@ -15,10 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harmscan.eval.benchmarks import load_benchmark, run_benchmark
     from harmscan.eval.calibrate import calibrate_bundle, fit_calibration
+    from harmscan.eval.evaluate import evaluate_bundle
     from harmscan.eval.metric_modules import load_metric
-    from harmscan.eval.report_run import evaluate_bundle
+    from harmscan.eval.public_benchmarks import load_benchmark, run_benchmark
     from harmscan.eval.scores import ScoredSplit, score_dataset
     from harmscan.eval.thresholds import tune_thresholds
 
@@ -28,10 +28,10 @@ _WHERE = {
     "calibrate_bundle": "harmscan.eval.calibrate",
     "fit_calibration": "harmscan.eval.calibrate",
     "tune_thresholds": "harmscan.eval.thresholds",
-    "evaluate_bundle": "harmscan.eval.report_run",
+    "evaluate_bundle": "harmscan.eval.evaluate",
     "load_metric": "harmscan.eval.metric_modules",
-    "load_benchmark": "harmscan.eval.benchmarks",
-    "run_benchmark": "harmscan.eval.benchmarks",
+    "load_benchmark": "harmscan.eval.public_benchmarks",
+    "run_benchmark": "harmscan.eval.public_benchmarks",
 }
 __all__ = [
     "ScoredSplit", "calibrate_bundle", "evaluate_bundle", "fit_calibration", "load_benchmark", "load_metric",

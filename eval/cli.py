@@ -214,7 +214,7 @@ def _fmt(x: float | None) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     from harmscan.errors import DataError, InputError
-    from harmscan.eval.report_run import evaluate_bundle
+    from harmscan.eval.evaluate import evaluate_bundle
 
     if len(args.benchmark) != len(args.path):
         raise InputError("give one --path per --benchmark (e.g. --benchmark xstest --path xstest_prompts.csv)")

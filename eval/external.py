@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harmscan.errors import DataError, InputError
-from harmscan.eval.benchmarks import wilson
+from harmscan.eval.public_benchmarks import wilson
 
 log = logging.getLogger(__name__)
 

@@ -290,7 +290,7 @@ def tune_thresholds(
     result["dataset"] = str(Path(dataset_dir))
     stored = _store(jsonable(result), policy_out, clf.bundle)
     if policy_out is None:  # the bundle's operating point is final now: give int8 its verdict at it
-        from harmscan.classifiers.int8_gate import refresh_int8_gate
+        from harmscan.eval.int8_refresh import refresh_int8_gate
 
         stored["int8_gate"] = refresh_int8_gate(clf.bundle, dataset_dir, threads=threads, progress=progress)
     return stored

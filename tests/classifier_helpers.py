@@ -18,10 +18,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Run `harmscan` with only this area's commands registered: the other areas' CLI modules are not needed
-# (and may not exist yet in a partial checkout), while the real `harmscan.cli.main` error handling is used.
+# Run `harmscan` with only these areas' commands registered (`export` is training's, `scan` the runtime's): the
+# other areas' CLI modules are not needed, while the real `harmscan.cli.main` error handling is used.
 CLI_SNIPPET = (
-    "import sys, harmscan.cli as c; c.COMMAND_MODULES = ('harmscan.classifiers.cli',); sys.exit(c.main(sys.argv[1:]))"
+    "import sys, harmscan.cli as c; c.COMMAND_MODULES = ('harmscan.training.cli', 'harmscan.classifiers.cli'); "
+    "sys.exit(c.main(sys.argv[1:]))"
 )
 
 

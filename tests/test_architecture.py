@@ -39,14 +39,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # The public facade `from harmscan import HarmClassifier`, resolved lazily in __getattr__ so that
     # `import harmscan` (and so harmscan.errors, harmscan.labels) never loads the runtime.
     ("harmscan", "harmscan.classifiers"): "public re-export",
-    # `harmscan export` stays registered with the runtime's commands; its handler imports the training side
-    # lazily. Moving the command to training/cli.py removes this arrow.
-    ("harmscan.classifiers.cli", "harmscan.training.export"): "export command handler",
-    # The int8 gate uses eval's numpy AUPRC/ECE, and `refresh_int8_gate` (called by `harmscan thresholds`)
-    # scores a dataset split with eval.scores. To go: move binary_metrics down to the runtime/core and
-    # refresh_int8_gate up to eval.
-    ("harmscan.classifiers.int8_gate", "harmscan.eval.binary_metrics"): "int8 gate metrics",
-    ("harmscan.classifiers.int8_gate", "harmscan.eval.scores"): "int8 gate refresh",
 }
 # training <-> eval is allowed as a layer arrow, but only through these known imports (issue 19, step 5:
 # the behavioural suite becomes one package that both import, and these go).
@@ -54,14 +46,14 @@ TRAINING_EVAL: set[tuple[str, str]] = {
     ("harmscan.training.dataset", "harmscan.eval.suite.cases"),
     ("harmscan.training.dataset", "harmscan.eval.obfuscate"),
     ("harmscan.training.recipe", "harmscan.eval.thresholds"),
-    ("harmscan.eval.audit", "harmscan.training.sources"),
+    ("harmscan.eval.identity_audit", "harmscan.training.sources"),
     ("harmscan.eval.cli", "harmscan.training.datadir"),
     ("harmscan.eval.external", "harmscan.training.dataset"),
     ("harmscan.eval.external", "harmscan.training.datadir"),
     ("harmscan.eval.external", "harmscan.training.recipe"),
     ("harmscan.eval.external", "harmscan.training.sources"),
-    ("harmscan.eval.report_run", "harmscan.training.datadir"),
-    ("harmscan.eval.report_run", "harmscan.training.recipe"),
+    ("harmscan.eval.evaluate", "harmscan.training.datadir"),
+    ("harmscan.eval.evaluate", "harmscan.training.recipe"),
 }
 
 
@@ -169,14 +161,14 @@ def test_allow_lists_hold_no_stale_entry() -> None:
     [
         ("harmscan.classifiers.bundle", "import json\n\ndef f():\n    from harmscan.training.modeling import x\n",
          ":4: harmscan.classifiers.bundle imports harmscan.training.modeling (runtime -> training)"),
-        ("harmscan.serving.service", "import harmscan.eval.report\n",
-         ":1: harmscan.serving.service imports harmscan.eval.report (serving -> eval)"),
+        ("harmscan.serving.service", "import harmscan.eval.render_report\n",
+         ":1: harmscan.serving.service imports harmscan.eval.render_report (serving -> eval)"),
         ("harmscan.labels", "from harmscan.classifiers import policy\n",
          ":1: harmscan.labels imports harmscan.classifiers.policy (core -> runtime)"),
-        ("harmscan.eval.report", "from harmscan.serving.schemas import X\n",
-         ":1: harmscan.eval.report imports harmscan.serving.schemas (eval -> serving)"),
-        ("harmscan.eval.report", "from harmscan.training import trainer\n",
-         ":1: harmscan.eval.report imports harmscan.training.trainer (eval -> training: a new"),
+        ("harmscan.eval.render_report", "from harmscan.serving.schemas import X\n",
+         ":1: harmscan.eval.render_report imports harmscan.serving.schemas (eval -> serving)"),
+        ("harmscan.eval.render_report", "from harmscan.training import trainer\n",
+         ":1: harmscan.eval.render_report imports harmscan.training.trainer (eval -> training: a new"),
         ("harmscan.serving.engine", "from ..training import trainer\n",
          ":1: harmscan.serving.engine imports harmscan.training.trainer (serving -> training)"),
     ],

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harmscan.errors import InputError
-from harmscan.eval.benchmarks import UNKNOWN, evaluate_benchmark, load_benchmark, wilson
+from harmscan.eval.public_benchmarks import UNKNOWN, evaluate_benchmark, load_benchmark, wilson
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 LABELS = ["toxicity", "violence", "illegal_advice"]

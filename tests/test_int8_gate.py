@@ -215,7 +215,7 @@ def test_passing_int8_is_auto_on_cpu_pending_after_new_thresholds_and_final_agai
 
 def test_report_shows_int8_figures_next_to_fp32s() -> None:
     from harmscan.classifiers.int8_gate import gate_record
-    from harmscan.eval.report import render_html, render_markdown
+    from harmscan.eval.render_report import render_html, render_markdown
 
     p, y = _calibrated(3000)
     int8 = np.where(p < 0.45, p * 0.8, p)

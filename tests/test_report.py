@@ -17,7 +17,7 @@ import pytest
 
 from harmscan.classifiers.calibration import apply_calibration, sigmoid
 from harmscan.errors import HarmscanError, InputError
-from harmscan.eval.report import SECTIONS
+from harmscan.eval.render_report import SECTIONS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 SUBJECTS = ["the cat", "my neighbour", "the committee", "this recipe", "our team", "the weather", "that film",
@@ -220,7 +220,7 @@ def test_html_is_self_contained_with_every_section_and_decodable_images(report):
 
 
 def test_markdown_and_html_say_why_a_section_did_not_run(tmp_path):
-    from harmscan.eval.report import render_html, render_markdown, write_report
+    from harmscan.eval.render_report import render_html, render_markdown, write_report
 
     minimal = {"title": "t", "bundle": {}, "policy": {"thresholds": {"toxicity": 0.5}},
                "skipped": {sid: "no dataset given (--data)" for sid, _ in SECTIONS}, "summary": {"x": float("nan")}}
@@ -292,7 +292,7 @@ def test_cli_user_errors_are_one_line_harmscan_errors(workspace, argv, needle):
 
 
 def test_thresholds_threshold_override_parsing():
-    from harmscan.eval.report_run import parse_threshold_overrides
+    from harmscan.eval.evaluate import parse_threshold_overrides
 
     assert parse_threshold_overrides("toxicity=0.7, violence=0.4") == {"toxicity": 0.7, "violence": 0.4}
     with pytest.raises(InputError, match="label=probability"):
@@ -301,7 +301,7 @@ def test_thresholds_threshold_override_parsing():
 
 
 def test_identity_audit_counts_false_positives_per_group_and_sets_training_sentences_apart():
-    from harmscan.eval.audit import audit_from_probs
+    from harmscan.eval.identity_audit import audit_from_probs
     from harmscan.text import dedup_key
 
     examples = [

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harmscan.errors import DataError
-from harmscan.eval.benchmarks import wilson
+from harmscan.eval.public_benchmarks import wilson
 from harmscan.text import dedup_key
 
 log = logging.getLogger(__name__)

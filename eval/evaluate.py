@@ -23,7 +23,7 @@ from harmscan.classifiers.policy import Policy, parse_overrides
 from harmscan.errors import DataError, InputError
 from harmscan.eval import binary_metrics as bm
 from harmscan.eval import plots
-from harmscan.eval.report import write_report
+from harmscan.eval.render_report import write_report
 from harmscan.eval.scores import ScoredSplit
 from harmscan.eval.tables import ALL_SOURCES, label_source_table
 
@@ -205,7 +205,7 @@ def evaluate_bundle(
     _run_audit(report, clf, pol, data_dir if audit else None, train_texts, audit, progress)
     _run_suite(report, clf, suite, progress)
     if benches:
-        from harmscan.eval.benchmarks import run_benchmark
+        from harmscan.eval.public_benchmarks import run_benchmark
 
         report["benchmarks"] = [
             run_benchmark(clf, name, path, pol.thresholds, n_boot=n_boot, progress=progress) for name, path in benches
@@ -228,7 +228,7 @@ def _pair_benchmarks(
     paths = [path] if isinstance(path, str | Path) else list(path or [])
     if len(names) != len(paths):
         raise InputError("give one benchmark file per benchmark (--benchmark NAME --path FILE, repeated)")
-    from harmscan.eval.benchmarks import ALIASES, LOADERS
+    from harmscan.eval.public_benchmarks import ALIASES, LOADERS
 
     for name, path in zip(names, paths, strict=True):  # fail before the (slow) dataset scoring
         if ALIASES.get(name.lower(), name.lower()) not in LOADERS:
@@ -290,7 +290,7 @@ def _run_audit(
     report: dict[str, Any], clf: Any, pol: Policy, data_dir: str | Path | None, train_texts: list[str] | None,
     enabled: bool, progress: bool,
 ) -> None:
-    from harmscan.eval.audit import AUDIT_SOURCE, identity_audit
+    from harmscan.eval.identity_audit import AUDIT_SOURCE, identity_audit
 
     if not enabled:
         report["skipped"]["identity-audit"] = "disabled"

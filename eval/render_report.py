@@ -1,6 +1,6 @@
 """Render an evaluation report as JSON, Markdown and one self-contained HTML file (images inlined).
 
-The report is a plain dict (built by `harmscan.eval.report_run`); figures are {"value", "ci95"} pairs.
+The report is a plain dict (built by `harmscan.eval.evaluate`); figures are {"value", "ci95"} pairs.
 Images are kept out of the JSON and passed separately as {section id: [(caption, base64 PNG), ...]}.
 Every section always has its heading; a section that did not run says why.
 """
