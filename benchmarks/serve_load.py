@@ -8,6 +8,14 @@ latency on the same text to show what HTTP adds.
     python benchmarks/serve_load.py            # bundle: artifacts/bundle, else MiniLM + a random head
     python benchmarks/serve_load.py --bundle B --threads 1 --requests 400 --json out.json
 
+Mixed mode (`--long-fraction`): does a trickle of long texts slow the short ones down? One server (batching
+on), and in each round short-only load and mixed load (the same number of requests, `--long-fraction` of
+them one text of `--long-chars` characters, at positions fixed by a seed) run one after the other, in
+alternating order; it reports the short texts' p50 / p90 / p99 and throughput of both, and the ratio of
+mixed to short-only p99. 429 / 503 answers (the server's queue bounds) are counted as refused, not errors.
+
+    python benchmarks/serve_load.py --long-fraction 0.02 --long-chars 50000 --concurrency 16 --requests 800
+
 Latency does not depend on the head's weights, so a random classification head on the packaged
 all-MiniLM-L6-v2 encoder measures the same thing as a trained model of that architecture.
 """
@@ -19,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import statistics
@@ -37,6 +46,15 @@ REPO = Path(__file__).resolve().parents[1]
 TEXT = "Had a lovely walk by the river this morning; the dogs chased ducks and we stopped for coffee nearby."
 assert len(TEXT) == 100, len(TEXT)
 KEY_ENV = "HARMSCAN_BENCH_KEYS"
+# Prose for the long texts of mixed mode: varied sentences, so the tokeniser sees ordinary text.
+LONG_SENTENCES = (
+    "The council met on Tuesday to discuss the new cycle lanes along the harbour road.",
+    "Several residents asked whether the bus timetable would change during the roadworks.",
+    "A local bakery donated bread for the volunteers who cleaned the beach after the storm.",
+    "The library will extend its opening hours in December, including two Sunday afternoons.",
+    "Our football team lost the final on penalties, but the whole town came out to cheer them.",
+    "Remember to bring a reusable bottle; the water fountains in the park were repaired last week.",
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -44,6 +62,27 @@ def percentile(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def long_text(chars: int) -> str:
+    """`chars` characters of prose (the LONG_SENTENCES, numbered, repeated)."""
+    parts: list[str] = []
+    size = i = 0
+    while size < chars:
+        part = f"{i}. {LONG_SENTENCES[i % len(LONG_SENTENCES)]} "
+        parts.append(part)
+        size += len(part)
+        i += 1
+    return "".join(parts)[:chars]
+
+
+def long_positions(requests: int, fraction: float, seed: int = 0) -> list[bool]:
+    """Which of `requests` requests carry a long text (True): round(requests * fraction) of them, at least
+    one, at positions fixed by `seed` so that every round sends the same sequence."""
+    n_long = min(requests, max(1, round(requests * fraction)))
+    kinds = [True] * n_long + [False] * (requests - n_long)
+    random.Random(seed).shuffle(kinds)
+    return kinds
 
 
 def minilm_bundle(cache: Path) -> Path:
@@ -134,6 +173,11 @@ def cpu_seconds(pid: int | None) -> tuple[float, float]:
     return server, mine
 
 
+def one_connection_client(url: str, headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, timeout=120, headers=headers,
+                             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+
 async def load(url: str, concurrency: int, requests: int, texts_per_request: int,
                server_pid: int | None = None) -> dict[str, Any]:
     """`requests` POST /v1/scan calls from `concurrency` clients, each with its own connection (one shared
@@ -146,8 +190,7 @@ async def load(url: str, concurrency: int, requests: int, texts_per_request: int
     headers = {"Authorization": "Bearer bench"}
 
     def client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=url, timeout=120, headers=headers,
-                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        return one_connection_client(url, headers)
 
     async def worker(http: httpx.AsyncClient) -> None:
         nonlocal remaining, errors
@@ -186,6 +229,142 @@ async def load(url: str, concurrency: int, requests: int, texts_per_request: int
     }
 
 
+async def mixed_load(url: str, concurrency: int, kinds: list[bool], long_chars: int) -> dict[str, Any]:
+    """One POST /v1/scan per entry of `kinds` (True: one long text, False: the short TEXT) from `concurrency`
+    clients with a connection each; latency of the short and the long requests apart. With no True in
+    `kinds` this is the short-only baseline of the same size."""
+    short_ms: list[float] = []
+    long_ms: list[float] = []
+    refused = {"short": 0, "long": 0}
+    errors = {"short": 0, "long": 0}
+    bodies = {False: {"texts": [TEXT]}, True: {"texts": [long_text(long_chars)]}}
+    headers = {"Authorization": "Bearer bench"}
+    todo = iter(kinds)  # shared by the clients: each request is taken once
+    last_short = 0.0
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        nonlocal last_short
+        for is_long in todo:
+            kind = "long" if is_long else "short"
+            start = time.perf_counter()
+            try:
+                resp = await http.post("/v1/scan", json=bodies[is_long])
+            except httpx.TransportError:
+                errors[kind] += 1
+                continue
+            if resp.status_code == 200:
+                (long_ms if is_long else short_ms).append((time.perf_counter() - start) * 1e3)
+                if not is_long:
+                    last_short = time.perf_counter()
+            elif resp.status_code in (429, 503):  # the queue bounds at work: refused, with Retry-After
+                refused[kind] += 1
+            else:
+                errors[kind] += 1
+
+    clients = [one_connection_client(url, headers) for _ in range(concurrency)]
+    try:
+        # Warm every connection, the batching optimiser and the long lane (its first call allocates).
+        await asyncio.gather(*[http.post("/v1/scan", json=bodies[False]) for http in clients])
+        for _ in range(10):
+            await clients[0].post("/v1/scan", json=bodies[False])
+        await clients[0].post("/v1/scan", json=bodies[True])
+        started = time.perf_counter()
+        await asyncio.gather(*[worker(http) for http in clients])
+        elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*[http.aclose() for http in clients])
+
+    def pct(values: list[float], q: float) -> float | None:
+        return percentile(values, q) if values else None
+
+    return {
+        "concurrency": concurrency, "requests": len(kinds), "long_requests": sum(kinds),
+        "short_ok": len(short_ms), "long_ok": len(long_ms), "refused": refused, "errors": errors,
+        "short_p50_ms": pct(short_ms, 0.50), "short_p90_ms": pct(short_ms, 0.90),
+        "short_p99_ms": pct(short_ms, 0.99), "long_p50_ms": pct(long_ms, 0.50),
+        "long_p99_ms": pct(long_ms, 0.99),
+        # A run ends when its last long text is scored, long after the short ones when there are few
+        # requests: short-text throughput is counted until the last short answer.
+        "req_per_s": (len(short_ms) + len(long_ms)) / elapsed,
+        "short_req_per_s": len(short_ms) / (last_short - started) if last_short > started else 0.0,
+        "elapsed_s": elapsed, "short_ms": [round(v, 2) for v in short_ms],
+    }
+
+
+def run_mixed(args: argparse.Namespace, bundle: Path, levels: list[int], cache: Path,
+              report: dict[str, Any]) -> None:
+    """Short-only and mixed load against one server, interleaved per round (alternating which goes first,
+    so that drift in the machine's load hits both alike)."""
+    report.update(mode="mixed", long_fraction=args.long_fraction, long_chars=args.long_chars)
+    server = None
+    if not args.url:
+        server = ServerProcess(bundle, args.threads, args.batching.split(",")[0] != "off",
+                               cache / "server_mixed.log")
+    url = args.url or server.url  # type: ignore[union-attr]
+    try:
+        for round_no in range(args.rounds):
+            modes = ["short-only", "mixed"] if round_no % 2 == 0 else ["mixed", "short-only"]
+            for c in levels:
+                for mode in modes:
+                    kinds = long_positions(args.requests, args.long_fraction, seed=round_no)
+                    if mode == "short-only":
+                        kinds = [False] * len(kinds)
+                    res = asyncio.run(mixed_load(url, c, kinds, args.long_chars))
+                    res.update(mode=mode, round=round_no)
+                    report["runs"].append(res)
+                    print(f"round {round_no} {mode:10s} c={c:3d}: short p50 {res['short_p50_ms'] or 0:.1f} ms, "
+                          f"p90 {res['short_p90_ms'] or 0:.1f} ms, p99 {res['short_p99_ms'] or 0:.1f} ms, "
+                          f"{res['short_req_per_s']:.1f} short req/s ({res['req_per_s']:.1f} all); long {res['long_ok']}/{res['long_requests']} "
+                          f"p50 {res['long_p50_ms'] or 0:.0f} ms; refused {sum(res['refused'].values())}, "
+                          f"errors {sum(res['errors'].values())}", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    summarise_mixed(report, levels)
+
+
+def summarise_mixed(report: dict[str, Any], levels: list[int]) -> None:
+    """Short-text percentiles over every round's requests pooled (a p99 needs the samples), throughput as
+    the median of the rounds, and the mixed / short-only p99 ratio, pooled and per round."""
+    rounds = len({r["round"] for r in report["runs"]})
+    print(f"\nshort texts, {rounds} round(s) pooled; {report['long_fraction']:.1%} of mixed requests are "
+          f"{report['long_chars']:,}-character texts:")
+    print("| load | concurrency | short p50 ms | short p90 ms | short p99 ms | short req/s | all req/s | "
+          "long p50 ms | refused | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for c in levels:
+        p99: dict[str, float] = {}
+        for mode in ("short-only", "mixed"):
+            runs = [r for r in report["runs"] if r["mode"] == mode and r["concurrency"] == c]
+            pooled = [v for r in runs for v in r["short_ms"]]
+            longs = [r["long_p50_ms"] for r in runs if r["long_p50_ms"] is not None]
+            row = {
+                "mode": mode, "concurrency": c, "short_requests": len(pooled),
+                "short_p50_ms": percentile(pooled, 0.50), "short_p90_ms": percentile(pooled, 0.90),
+                "short_p99_ms": percentile(pooled, 0.99),
+                "short_req_per_s": statistics.median(r["short_req_per_s"] for r in runs),
+                "req_per_s": statistics.median(r["req_per_s"] for r in runs),
+                "long_p50_ms": statistics.median(longs) if longs else None,
+                "refused": sum(sum(r["refused"].values()) for r in runs),
+                "errors": sum(sum(r["errors"].values()) for r in runs),
+            }
+            p99[mode] = row["short_p99_ms"]
+            report["summary"].append(row)
+            long_p50 = f"{row['long_p50_ms']:.0f}" if row["long_p50_ms"] is not None else "-"
+            print(f"| {mode} | {c} | {row['short_p50_ms']:.1f} | {row['short_p90_ms']:.1f} | "
+                  f"{row['short_p99_ms']:.1f} | {row['short_req_per_s']:.1f} | {row['req_per_s']:.1f} | {long_p50} | {row['refused']} | "
+                  f"{row['errors']} |")
+        per_round = []
+        for round_no in sorted({r["round"] for r in report["runs"]}):
+            pair = {r["mode"]: r for r in report["runs"] if r["round"] == round_no and r["concurrency"] == c}
+            if pair["short-only"]["short_p99_ms"] and pair["mixed"]["short_p99_ms"]:
+                per_round.append(pair["mixed"]["short_p99_ms"] / pair["short-only"]["short_p99_ms"])
+        ratio = p99["mixed"] / p99["short-only"]
+        report.setdefault("p99_ratio", {})[str(c)] = {"pooled": ratio, "per_round": per_round}
+        print(f"\nc={c}: short-text p99 mixed / short-only = {ratio:.2f} (pooled; per round: "
+              f"{', '.join(f'{r:.2f}' for r in per_round)}); target <= 2: {'met' if ratio <= 2 else 'NOT met'}")
+
+
 def in_process(bundle: Path, threads: int, n: int) -> dict[str, Any]:
     """HarmClassifier.scan on the same text, one call at a time: the floor under the HTTP latency."""
     from harmscan.classifiers import HarmClassifier
@@ -216,9 +395,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batching", default="on,off", help="on, off or on,off (ignored with --url)")
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything; tables show medians")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--long-fraction", type=float, default=0.0,
+                        help="mixed mode: this share of requests carries one long text (e.g. 0.02)")
+    parser.add_argument("--long-chars", type=int, default=50_000,
+                        help="mixed mode: characters per long text (default 50000)")
     args = parser.parse_args()
     if not 1 <= args.requests <= 100_000 or not 1 <= args.rounds <= 20:
         raise SystemExit("--requests must be within 1..100000, --rounds within 1..20 (a bounded load test)")
+    if not 0 <= args.long_fraction <= 0.5 or not 1 <= args.long_chars <= 200_000:
+        raise SystemExit("--long-fraction must be within 0..0.5, --long-chars within 1..200000")
     if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("--url must be a loopback address: this tool never loads a remote service")
     return args
@@ -262,6 +447,11 @@ def main() -> None:
         "machine": platform.processor(), "text_chars": len(TEXT), "texts_per_request": args.texts_per_request,
         "in_process": [], "runs": [], "summary": [],
     }
+    if args.long_fraction > 0:
+        run_mixed(args, bundle, levels, cache, report)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        return
     names = ["external"] if args.url else args.batching.split(",")
     for round_no in range(args.rounds):  # everything interleaved per round: the machine's load drifts
         report["in_process"].append(in_process(bundle, args.threads, n=max(200, args.requests)))

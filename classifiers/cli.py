@@ -60,6 +60,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_ray_arguments(p)  # --engine ray|local, --num-actors, --ray-address, --gpus-per-actor
     p.set_defaults(func=_scan)
 
+    p = sub.add_parser(
+        "push",
+        help="share a bundle on the Hugging Face Hub; load it back with --bundle hf://OWNER/NAME@COMMIT",
+        description="Verify BUNDLE (every file against its recorded sha256), write its model card (README.md) "
+        "from the manifest, and upload it to the model repository OWNER/NAME (created when missing). Prints "
+        "the commit id. Anyone can then scan with `--bundle hf://OWNER/NAME@COMMIT` (or HarmClassifier.load): "
+        "the download is cached and checked against the same hashes. Token: --token, else $HF_TOKEN or "
+        "`huggingface-cli login`; endpoint: $HF_ENDPOINT (a mirror). Needs the train extra (huggingface_hub).",
+    )
+    p.add_argument("bundle", type=Path, help="bundle folder")
+    p.add_argument("repo_id", metavar="OWNER/NAME", help="Hub model repository")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to push to (default: the repository's default branch)")
+    p.add_argument("--token", help="Hub token (default: $HF_TOKEN or the saved login)")
+    p.add_argument("--license", help="licence id for the model card (default: from the training sources)")
+    p.set_defaults(func=_push)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from harmscan.classifiers.hub import SCHEME, push
+
+    commit = push(args.bundle, args.repo_id, private=args.private, revision=args.revision, token=args.token,
+                  license=args.license)
+    print(f"{SCHEME}{args.repo_id}@{commit}")
+    return 0
+
 
 def _scan(args: argparse.Namespace) -> int:
     if args.engine == "ray":

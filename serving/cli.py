@@ -34,6 +34,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a bundle over HTTP (BentoML): /v1/scan, /v1/moderations and more")
     p.add_argument("--bundle", type=Path, required=True, help="a bundle folder written by `harmscan export`")
@@ -65,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"token windows per request after normalisation (default {cfg.DEFAULT_MAX_WINDOWS})")
     p.add_argument("--metrics-require-key", action="store_true",
                    help="with API keys, require one on /metrics too (default: open, like the probes)")
+    p.add_argument("--max-queue", type=_positive_int,
+                   help=f"token windows waiting per lane (short, long texts) before requests get 429 "
+                        f"(default {cfg.DEFAULT_MAX_QUEUE})")
+    p.add_argument("--drain-timeout", type=_non_negative_int, metavar="SECONDS",
+                   help=f"on SIGTERM/SIGINT, how long running requests may finish before the server exits "
+                        f"(default {cfg.DEFAULT_DRAIN_TIMEOUT_S})")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("bento", help="build a Bento (service + wheel + bundle) for `bentoml containerize`")
@@ -102,7 +118,7 @@ def serve_command(
         check_audit_path(args.audit_log)  # refuse now, in one line, rather than a crash-looping worker
 
     settings: dict[str, Any] = {
-        cfg.ENV_BUNDLE: Path(args.bundle).resolve(),
+        cfg.ENV_BUNDLE: bundle.path.resolve(),  # an hf:// id's downloaded snapshot
         cfg.ENV_POLICY: Path(args.policy).resolve() if args.policy else None,
         cfg.ENV_AUDIT_LOG: Path(args.audit_log).resolve() if args.audit_log else None,
         cfg.ENV_MAX_TEXTS: args.max_texts,
@@ -116,6 +132,8 @@ def serve_command(
         cfg.ENV_HOST: args.host,
         cfg.ENV_MAX_WINDOWS: getattr(args, "max_windows", None),
         cfg.ENV_METRICS_REQUIRE_KEY: "1" if getattr(args, "metrics_require_key", False) else None,
+        cfg.ENV_MAX_QUEUE: getattr(args, "max_queue", None),
+        cfg.ENV_DRAIN_TIMEOUT_S: getattr(args, "drain_timeout", None),
     }
     for name, value in settings.items():
         if value is not None:

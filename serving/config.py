@@ -31,6 +31,8 @@ ENV_HOST = "HARMSCAN_HOST"
 ENV_TIMEOUT = "HARMSCAN_TIMEOUT"
 ENV_MAX_WINDOWS = "HARMSCAN_MAX_WINDOWS"
 ENV_METRICS_REQUIRE_KEY = "HARMSCAN_METRICS_REQUIRE_KEY"
+ENV_MAX_QUEUE = "HARMSCAN_MAX_QUEUE"
+ENV_DRAIN_TIMEOUT_S = "HARMSCAN_DRAIN_TIMEOUT_S"
 
 # Where bentofile.yaml puts the bundle inside a Bento (relative to the Bento's src/, the serving directory).
 BENTO_BUNDLE_DIR = "build/bento/bundle"
@@ -52,6 +54,14 @@ DEFAULT_MAX_BATCH_SIZE = 64
 # How long a request may wait in the batching queue before it is refused with 503 (overload, not a bug).
 DEFAULT_MAX_LATENCY_MS = 30_000
 DEFAULT_TIMEOUT_S = 120
+# Token windows admitted to each lane of the engine (short texts, long texts) and not yet scored; a request
+# that would go over is refused at once with 429 and Retry-After (a short text is one window). 1,024 windows
+# are about 2-4 s of scoring for a MiniLM int8 bundle on one contended core: well inside the 30 s wait limit,
+# so an accepted request is answered rather than timed out.
+DEFAULT_MAX_QUEUE = 1024
+# On SIGTERM/SIGINT, how long requests already running may take before they are answered 503 and the worker
+# exits (serving/lifecycle.py). Below Kubernetes' default terminationGracePeriodSeconds (30 s).
+DEFAULT_DRAIN_TIMEOUT_S = 25
 
 
 def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -108,6 +118,8 @@ class ServeConfig:
     max_windows: int = DEFAULT_MAX_WINDOWS
     # /metrics is open like the probes unless this is set (and keys are configured).
     metrics_require_key: bool = False
+    max_queue: int = DEFAULT_MAX_QUEUE
+    drain_timeout_s: int = DEFAULT_DRAIN_TIMEOUT_S
     threads: int | None = None
     variant: str = "auto"
 
@@ -132,6 +144,8 @@ class ServeConfig:
             max_body_bytes=env_int(env, ENV_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1024),
             max_windows=env_int(env, ENV_MAX_WINDOWS, DEFAULT_MAX_WINDOWS),
             metrics_require_key=_flag(env, ENV_METRICS_REQUIRE_KEY, False),
+            max_queue=env_int(env, ENV_MAX_QUEUE, DEFAULT_MAX_QUEUE),
+            drain_timeout_s=env_int(env, ENV_DRAIN_TIMEOUT_S, DEFAULT_DRAIN_TIMEOUT_S, minimum=0),
             threads=threads or None,
             variant=env.get(ENV_VARIANT, "").strip() or "auto",
         )

@@ -89,6 +89,15 @@ class Metrics:
             "harmscan_batch_texts", "Texts per model call (adaptive batching merges concurrent requests)",
             buckets=BATCH_BUCKETS,
         )
+        # livesum: the server runs one worker; summed over live processes should that change.
+        self.queue = prom.Gauge(
+            "harmscan_queue_windows", "Token windows admitted to a lane of the engine and not yet scored",
+            labelnames=["lane"], multiprocess_mode="livesum",
+        )
+        self.rejected = prom.Counter(
+            "harmscan_rejected", "Requests refused for load: queue_full (429), deadline (503), "
+            "shutting_down (503)", labelnames=["lane", "reason"],
+        )
 
     def observe_results(self, endpoint: str, results: Sequence[dict[str, Any]]) -> None:
         if not results:

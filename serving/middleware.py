@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
 from typing import Any
 
 from harmscan.serving.config import (
@@ -26,8 +27,16 @@ from harmscan.serving.config import (
     ENV_MAX_TEXTS,
     ServeConfig,
 )
-from harmscan.serving.errors import RequestError, generic_error
-from harmscan.serving.schemas import ModerationRequest, ScanRequest, document_errors, parse_body
+from harmscan.serving.errors import SERVER_ERROR, RequestError, generic_error
+from harmscan.serving.lifecycle import get_drain
+from harmscan.serving.schemas import (
+    ModerationRequest,
+    ScanRequest,
+    document_errors,
+    document_requests,
+    parse_body,
+    served_labels,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +57,8 @@ JSON_ENDPOINTS: dict[str, type[ScanRequest] | type[ModerationRequest]] = {
 }
 ENDPOINT_NAMES = {"/v1/scan": "scan", "/v1/moderations": "moderations", "/v1/labels": "labels",
                   "/v1/chat/completions": "chat_completions"}  # the last: the gateway (serving/gateway.py)
+# What a draining worker still answers as usual (serving/lifecycle.py); /readyz answers 503 then.
+DRAIN_OPEN_PATHS = frozenset({"/livez", "/healthz", "/metrics"})
 REQUEST_ID_STATE = "harmscan_request_id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -62,6 +73,13 @@ except ImportError:  # pragma: no cover - bentoml missing: nothing to serve, not
 
 class _Disconnected(Exception):
     """The client went away while sending its body: nothing to answer."""
+
+
+class ShuttingDown(RequestError):
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down: retry, another replica (or this one, restarted) will "
+                         "answer", status=503, type=SERVER_ERROR, code="shutting_down",
+                         headers={"Retry-After": "1", "Connection": "close"})
 
 
 def request_id(scope: Scope) -> str:
@@ -139,6 +157,9 @@ class HarmscanMiddleware:
         self._metrics: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # Start-up runs in the server's event loop, after uvicorn installed its signal handlers.
+            get_drain().install(self.config.drain_timeout_s)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -146,11 +167,36 @@ class HarmscanMiddleware:
         rid = request_id(scope)
         scope.setdefault("state", {})[REQUEST_ID_STATE] = rid
         is_api = path == "/v1" or path.startswith("/v1/")
-        status = [500]
+        status = [500, 0]  # the response's status; 1 once the app started its response
         started = time.perf_counter()
         send = self._wrap_send(send, rid, is_api, status)
+        drain = get_drain()
+        if drain.draining and path not in DRAIN_OPEN_PATHS:
+            await self._refuse_while_draining(path, receive, send)
+            if is_api:
+                self._observe(ENDPOINT_NAMES.get(path, "other"), status[0], time.perf_counter() - started)
+            return
         if path == OPENAPI_PATH:
-            send = _rewrite_openapi(send)
+            send = _rewrite_openapi(send, self.config)
+        try:
+            with drain.track() as cancel_scope:
+                with cancel_scope:
+                    await self._handle(scope, receive, send, path, status)
+            if cancel_scope.cancelled_caught and not status[1]:  # the drain timeout: answer, do not cut off
+                self._count_rejected()
+                await send_error(send, ShuttingDown())
+            if not status[1]:
+                await _end_unanswered(send, status[0])
+        except Exception:
+            if not status[1]:
+                with suppress(Exception):  # the error that got here is the one to report
+                    await _end_unanswered(send, 500)
+            raise
+        finally:
+            if is_api:
+                self._observe(ENDPOINT_NAMES.get(path, "other"), status[0], time.perf_counter() - started)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, status: list[int]) -> None:
         try:
             if self.keys.enabled and path not in self.open_paths:
                 self.keys.check(_header(scope, b"authorization"))
@@ -165,9 +211,36 @@ class HarmscanMiddleware:
             await send_error(send, exc)
         except _Disconnected:
             status[0] = 499
-        finally:
-            if is_api:
-                self._observe(ENDPOINT_NAMES.get(path, "other"), status[0], time.perf_counter() - started)
+
+    async def _refuse_while_draining(self, path: str, receive: Receive, send: Send) -> None:
+        if path == "/readyz":
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"9")]})
+            await send({"type": "http.response.body", "body": b"draining\n", "more_body": False})
+            return
+        get_drain().refuse()
+        self._count_rejected()
+        await self._discard_body(receive)
+        await send_error(send, ShuttingDown())
+
+    async def _discard_body(self, receive: Receive) -> None:
+        """Read, and drop, what the client is still sending (up to the body-size limit) before refusing it:
+        a connection closed with unread data is reset by the kernel, and the client loses the 503 sent just
+        before (the soak's slow clients did, while a worker drained)."""
+        size = 0
+        while size <= self.config.max_body_bytes:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            size += len(message.get("body", b""))
+
+    def _count_rejected(self) -> None:
+        try:
+            from harmscan.serving.metrics import get_metrics
+
+            get_metrics().rejected.labels(lane="all", reason="shutting_down").inc()
+        except Exception as exc:  # noqa: BLE001 - metrics must never break a response
+            log.debug("metrics not recorded: %s", type(exc).__name__)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.config.max_body_bytes
@@ -206,9 +279,11 @@ class HarmscanMiddleware:
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
+                status[0], status[1] = int(message["status"]), 1
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", rid.encode("latin-1")))
+                if get_drain().draining and (b"connection", b"close") not in headers:
+                    headers.append((b"connection", b"close"))  # the client opens its next one elsewhere
                 message = {**message, "headers": headers}
                 if is_api and status[0] >= 400:
                     held.append(message)  # wait for the body: it may need rewriting
@@ -252,7 +327,20 @@ async def send_error(send: Send, exc: RequestError) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _rewrite_openapi(send: Send) -> Send:
+async def _end_unanswered(send: Send, status: int) -> None:
+    """End an exchange that has no response yet: the client hung up while sending its body (499, which
+    uvicorn drops: nobody is left to read it), or the app returned or failed without answering (500).
+    Why send anything: BentoML's TimeoutMiddleware, above this one, waits for the first message of a
+    response or for its traffic timeout (HARMSCAN_TIMEOUT, 120 s), so the request's task outlived its
+    client by minutes, and uvicorn's shutdown waits for every task (serving/lifecycle.py)."""
+    body = json.dumps(generic_error(status)).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _rewrite_openapi(send: Send, config: ServeConfig) -> Send:
     """BentoML's /docs.json documents errors as its own {"error": "..."}; the server sends OpenAI's shape:
     document that (schemas.document_errors), from the pydantic model the errors are built with."""
     held: list[Message] = []
@@ -268,7 +356,8 @@ def _rewrite_openapi(send: Send) -> Send:
                 return
             start, body = held.pop(), b"".join(parts)
             try:
-                body = json.dumps(document_errors(json.loads(body))).encode("utf-8")
+                spec = document_requests(json.loads(body), config.limits(), served_labels())
+                body = json.dumps(document_errors(spec)).encode("utf-8")
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 log.warning("OpenAPI spec left as BentoML wrote it: %s", type(exc).__name__)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]

@@ -51,9 +51,14 @@ class ModerationRequest(BaseModel):
     model: str | None = None
 
     def texts(self) -> list[str]:
-        if isinstance(self.input, str):
-            return [self.input]
-        return [item if isinstance(item, str) else item.text for item in self.input]
+        return moderation_texts(self.input)
+
+
+def moderation_texts(value: str | list[str] | list[TextInput]) -> list[str]:
+    """The texts of a validated `input` (the endpoint receives the field, not the model: no second parse)."""
+    if isinstance(value, str):
+        return [value]
+    return [item if isinstance(item, str) else item.text for item in value]
 
 
 class ScanItem(BaseModel):
@@ -92,8 +97,9 @@ ERROR_RESPONSES = {
     405: "Wrong method for this endpoint",
     413: "Request body over HARMSCAN_MAX_BODY_BYTES",
     415: "Compressed request body (Content-Encoding)",
+    429: "The queue for the model is full (HARMSCAN_MAX_QUEUE); see Retry-After",
     500: "Server fault (never client input); the request id is in the message",
-    503: "Overloaded, or the audit log cannot be written (fail closed); see Retry-After",
+    503: "Overloaded, shutting down, or the audit log cannot be written (fail closed); see Retry-After",
     504: "Timed out on the server",
 }
 _SCHEMA_REF = "#/components/schemas/{model}"
@@ -122,6 +128,87 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     for name in _BENTOML_ERRORS:
         if _SCHEMA_REF.format(model=name) not in still_used:
             schemas.pop(name, None)
+    return spec
+
+
+_served_labels: list[str] | None = None
+
+
+def set_served_labels(labels: list[str]) -> None:
+    """The labels of the bundle this process serves (set by the service at start-up), for the spec."""
+    global _served_labels
+    _served_labels = list(labels)
+
+
+def served_labels() -> list[str] | None:
+    return _served_labels
+
+
+# The endpoints' request and response models, by path: the spec documents what the middleware validates
+# with, not BentoML's reading of the endpoint signatures (which lost `input`'s list forms, `model`'s null,
+# `extra="forbid"` and the body being required).
+API_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "/v1/scan": (ScanRequest, ScanResponse),
+    "/v1/moderations": (ModerationRequest, ModerationResponse),
+}
+
+
+def _model_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = _openapi30(model.model_json_schema(ref_template=_SCHEMA_REF))
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _openapi30(node: Any) -> Any:
+    """BentoML publishes OpenAPI 3.0, whose schema objects have no `const` (a JSON Schema 2019 keyword that
+    3.0 tools ignore: a generated client, or schemathesis, would then send any string as a content part's
+    `type`): say it as a one-value `enum`."""
+    if isinstance(node, dict):
+        out = {k: _openapi30(v) for k, v in node.items() if k != "const"}
+        if "const" in node:
+            out["enum"] = [node["const"]]
+        return out
+    if isinstance(node, list):
+        return [_openapi30(v) for v in node]
+    return node
+
+
+def _bound_texts(schema: dict[str, Any], limits: dict[str, int]) -> None:
+    """The per-request limits a schema can state: texts per request, characters per text."""
+    if schema.get("type") == "string":
+        schema["maxLength"] = limits["max_chars_per_text"]
+    elif schema.get("type") == "array":
+        schema["maxItems"] = limits["max_texts_per_request"]
+        if schema.get("items", {}).get("type") == "string":
+            schema["items"]["maxLength"] = limits["max_chars_per_text"]
+
+
+def document_requests(spec: dict[str, Any], limits: dict[str, int], labels: list[str] | None) -> dict[str, Any]:
+    """Request and 200 response schemas of /v1/scan and /v1/moderations from the pydantic models, with the
+    server's limits and, when known, its labels (a threshold for another label is a 400); /readyz's 503."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for path, (request_model, response_model) in API_MODELS.items():
+        operation = spec.get("paths", {}).get(path, {}).get("post")
+        if not isinstance(operation, dict):
+            continue
+        request = _model_schema(request_model, schemas)
+        props = request["properties"]
+        for variant in props.get("input", {}).get("anyOf", []):
+            _bound_texts(variant, limits)
+        if "texts" in props:
+            _bound_texts(props["texts"], limits)
+        if labels is not None and "thresholds" in props:
+            for variant in props["thresholds"].get("anyOf", []):
+                if variant.get("type") == "object":
+                    variant["properties"] = {name: variant["additionalProperties"] for name in labels}
+                    variant["additionalProperties"] = False
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
+        ok = operation.setdefault("responses", {}).setdefault("200", {"description": "Successful Response"})
+        ok["content"] = {"application/json": {"schema": _model_schema(response_model, schemas)}}
+    readyz = spec.get("paths", {}).get("/readyz", {}).get("get")
+    if isinstance(readyz, dict):
+        readyz.setdefault("responses", {})["503"] = {
+            "description": "Not ready: shutting down (draining), or the audit log cannot be written"}
     return spec
 
 

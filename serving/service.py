@@ -16,7 +16,7 @@ import logging
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import bentoml
 from starlette.applications import Starlette
@@ -39,8 +39,18 @@ from harmscan.serving.errors import SERVER_ERROR, RequestError, error_body
 from harmscan.serving.metrics import get_metrics
 from harmscan.serving.middleware import REQUEST_ID_STATE, HarmscanMiddleware
 from harmscan.serving.openai_compat import CategoryMap
-from harmscan.serving.schemas import ModerationRequest, ModerationResponse, ScanRequest, ScanResponse
+from harmscan.serving.schemas import (
+    ModerationRequest,
+    ModerationResponse,
+    ScanRequest,
+    ScanResponse,
+    moderation_texts,
+    set_served_labels,
+)
 from harmscan.text import normalize_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harmscan.classifiers.policy import Policy
 
 log = logging.getLogger("harmscan.serving")
 
@@ -109,12 +119,14 @@ class HarmscanService:
         )
         bundle = self.classifier.bundle
         self.labels: list[str] = list(self.classifier.labels)
+        set_served_labels(self.labels)  # /docs.json documents which labels `thresholds` takes
         self.model_id = f"harmscan-{bundle.fingerprint}"
         self.categories = CategoryMap.from_taxonomy(bundle.taxonomy)
         self.metrics = get_metrics()
         self.engine = Engine(self.classifier, batching=self.config.batching,
                              max_batch_size=self.config.max_batch_size,
-                             max_latency_ms=self.config.max_latency_ms, metrics=self.metrics)
+                             max_latency_ms=self.config.max_latency_ms, max_queue=self.config.max_queue,
+                             metrics=self.metrics)
         self.audit = AuditLog(self.config.audit_log, bundle.fingerprint) if self.config.audit_log else None
         # The first ONNX Runtime call allocates its buffers: pay for it here, not in the first request.
         self.classifier.scan(["warm-up"])
@@ -150,7 +162,7 @@ class HarmscanService:
         """OpenAI-compatible moderation: `input` is a string or a list of strings."""
         rid = _request_id(ctx)
         try:
-            texts = ModerationRequest(input=input, model=model).texts()
+            texts = moderation_texts(input)  # validated once already (the middleware, then BentoML's input_spec)
             return JSONResponse(await self.moderate(texts, rid))
         except RequestError as exc:
             return _error_response(exc, ctx)
@@ -161,13 +173,14 @@ class HarmscanService:
     async def scan_texts(self, texts: Sequence[str], thresholds: Mapping[str, float] | None = None,
                          return_spans: bool = False, request_id: str | None = None) -> dict[str, Any]:
         rid = request_id or uuid.uuid4().hex
+        policy = None
         if thresholds:
-            try:  # unknown labels are a client error; check before the texts join a shared batch
-                self.classifier.policy.with_overrides(thresholds, self.labels)
+            try:  # unknown labels are a client error; checked once, before the texts join a shared batch
+                policy = self.classifier.policy.with_overrides(thresholds, self.labels)
             except InputError as exc:
                 raise RequestError(str(exc), param="thresholds", code="invalid_thresholds") from None
         windows = await self.measure(texts, "texts", indexed=True)
-        scored = await self._scan(texts, thresholds, return_spans, windows)
+        scored = await self._scan(texts, policy, return_spans, windows)
         results = [r.to_dict() for r in scored]
         self._record("scan", rid, texts, results)
         return {"id": f"scan-{rid}", "model": self.model_id, "results": results}
@@ -194,9 +207,7 @@ class HarmscanService:
             return []
         if sum(len(t) for t in texts) <= _MEASURE_INLINE_CHARS:
             return self._measure(texts, field, indexed)
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self._measure, texts, field, indexed)
+        return await self.engine.measure(texts, lambda: self._measure(texts, field, indexed))
 
     def _measure(self, texts: Sequence[str], field: str, indexed: bool) -> list[int]:
         normalised = [normalize_text(t) for t in texts]
@@ -220,20 +231,20 @@ class HarmscanService:
                 param=param, code="too_many_windows")
         return windows
 
-    async def _scan(self, texts: Sequence[str], thresholds: Mapping[str, float] | None, return_spans: bool,
+    async def _scan(self, texts: Sequence[str], policy: Policy | None, return_spans: bool,
                     windows: Sequence[int]) -> list[Any]:
         from harmscan.classifiers.encoding import TooManyWindowsError
 
         try:
-            return await self.engine.scan(texts, thresholds, return_spans, windows=windows)
+            return await self.engine.scan(texts, None, return_spans, windows=windows, policy=policy)
         except TooManyWindowsError as exc:  # the library's per-text bound, when set below the server's
             raise RequestError(str(exc), code="too_many_windows") from None
 
     def labels_info(self) -> dict[str, Any]:
         bundle = self.classifier.bundle
-        manifest = bundle.manifest
+        manifest = bundle.info
         policy = self.classifier.policy
-        training = manifest.get("training") or {}
+        training = manifest.training
         return {
             "labels": [
                 {**label.to_dict(), "threshold": policy.thresholds[label.name]} for label in bundle.taxonomy
@@ -243,20 +254,20 @@ class HarmscanService:
             "model": {
                 "id": self.model_id,
                 "bundle_fingerprint": bundle.fingerprint,
-                "base_model": manifest.get("base_model"),
-                "harmscan_version": manifest.get("harmscan_version"),
-                "format_version": manifest.get("format_version"),
+                "base_model": manifest.base_model,
+                "harmscan_version": manifest.harmscan_version,
+                "format_version": manifest.format_version,
                 "variant": self.classifier.variant,
                 "providers": list(self.classifier.providers),
-                "max_length": manifest.get("max_length"),
-                "window_stride": manifest.get("window_stride"),
-                "calibration": (manifest.get("calibration") or {}).get("method", "none"),
-                "metrics": manifest.get("metrics") or {},
+                "max_length": manifest.max_length,
+                "window_stride": manifest.window_stride,
+                "calibration": manifest.calibration_method,
+                "metrics": dict(manifest.metrics),
             },
             "data": {
                 "commercial_use": training.get("commercial_use"),
                 "recipe": training.get("recipe"),
-                "sources": training.get("sources") or {},
+                "sources": dict(training.get("sources") or {}),
             },
             "openai_mapping": self.categories.describe(),
             "limits": self.config.limits(),

@@ -244,3 +244,23 @@ def test_a_download_altered_in_the_cache_is_refused(
     assert refused.returncode == 2 and refused.stdout == ""
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "sha256" in lines[0] and "Traceback" not in refused.stderr
+
+
+def test_push_command_prints_a_loadable_id(
+    hub: tuple[LoopbackHub, Path], tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harmscan push BUNDLE OWNER/NAME` uploads and prints the hf:// id a user then scans with."""
+    from harmscan.classifiers import HarmClassifier
+    from harmscan.cli import main
+
+    state, _ = hub
+    local = violence_bundle(tmp_path_factory)
+    assert main(["push", str(local), "acme/violence-cli", "--private"]) == 0
+    ref = capsys.readouterr().out.strip()
+    assert ref.startswith("hf://acme/violence-cli@") and state.repos["acme/violence-cli"]["private"] is True
+    texts = BENIGN[:2] + VIOLENT[:2]
+    np.testing.assert_array_equal(HarmClassifier.load(ref, threads=1).predict_proba(texts),
+                                  HarmClassifier.load(local, threads=1).predict_proba(texts))
+    # A bad id is a one-line usage error (exit 2), nothing uploaded.
+    assert main(["push", str(local), "no-owner"]) == 2
+    assert "hf://owner/name" in capsys.readouterr().err and "no-owner" not in state.repos

@@ -59,11 +59,11 @@ def bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return Path(export_bundle(tiny_model_dir, tmp_path_factory.mktemp("hardening") / "bundle"))
 
 
-def _start(bundle: Path, tmp: Path, audit: Path, *extra: str) -> Server:
+def _start(bundle: Path, tmp: Path, audit: Path, *extra: str, env_extra: dict[str, str] | None = None) -> Server:
     port = free_port()
     log = tmp / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BENTOML_HOME": str(tmp / "bentoml_home"),
-           "BENTOML_DO_NOT_TRACK": "true", "HARMSCAN_TEST_KEYS": KEY}
+           "BENTOML_DO_NOT_TRACK": "true", "HARMSCAN_TEST_KEYS": KEY, **(env_extra or {})}
     cmd = [sys.executable, "-m", "harmscan.cli", "serve", "--bundle", str(bundle), "--port", str(port),
            "--api-keys-env", "HARMSCAN_TEST_KEYS", "--audit-log", str(audit), *extra]
     with open(log, "wb") as out:
@@ -207,6 +207,66 @@ def test_error_responses_validate_against_the_published_spec(server: Server) -> 
     with pytest.raises(jsonschema.ValidationError):  # the schema is not vacuous
         jsonschema.validate({"error": "a string"}, {"$ref": "#/components/schemas/ErrorResponse",
                                                     "components": spec["components"]})
+
+
+# -- 5. backpressure: a bounded queue per lane, 429 with Retry-After, a deadline (a third server) -------------
+OVERLOAD_DEADLINE_MS = 10_000
+OVERLOAD_QUEUE = 400  # token windows per lane: two or three of the long requests below
+OVERLOAD_LONG = "a long post that goes on and on about many things " * 1900  # ~95,000 characters
+
+
+@pytest.fixture(scope="module")
+def overload_server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("hardening_overload")
+    srv = _start(bundle, tmp, tmp / "audit.jsonl", "--max-queue", str(OVERLOAD_QUEUE),
+                 env_extra={"HARMSCAN_MAX_LATENCY_MS": str(OVERLOAD_DEADLINE_MS)})
+    yield srv
+    _stop(srv)
+
+
+def test_overload_is_refused_with_retry_after_and_accepted_requests_meet_the_deadline(
+        overload_server: Server, bundle: Path) -> None:
+    import asyncio
+
+    from harmscan.classifiers import HarmClassifier
+
+    long_windows = HarmClassifier.load(bundle, variant="fp32", threads=1).count_windows([OVERLOAD_LONG])[0]
+    n_long = 24
+    assert n_long * long_windows > 3 * OVERLOAD_QUEUE  # far more than the long lane admits
+
+    async def load() -> list[tuple[str, Any, float]]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=overload_server.url, timeout=120, limits=limits,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
+            async def call(kind: str, text: str) -> tuple[str, Any, float]:
+                started = time.perf_counter()
+                resp = await client.post("/v1/scan", json={"texts": [text]})
+                return kind, resp, time.perf_counter() - started
+
+            calls = [call("long", OVERLOAD_LONG) for _ in range(n_long)]
+            calls += [call("short", f"a short text {i}") for i in range(40)]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(load())
+    refused = [resp for _, resp, _ in answers if resp.status_code != 200]
+    for resp in refused:
+        assert resp.status_code in (429, 503), resp.text
+        assert int(resp.headers["retry-after"]) >= 1
+        error = resp.json()["error"]
+        assert error["type"] == "server_error" and error["code"] in ("queue_full", "overloaded")
+    assert any(r.status_code == 429 for r in refused), "the long lane never refused anything"
+    # Short requests have their own lane: a full long lane refuses none of them.
+    assert all(resp.status_code == 200 for kind, resp, _ in answers if kind == "short")
+    accepted = sorted(seconds for _, resp, seconds in answers if resp.status_code == 200)
+    assert any(kind == "long" and resp.status_code == 200 for kind, resp, _ in answers)
+    p99 = accepted[min(len(accepted) - 1, int(0.99 * len(accepted)))]
+    assert p99 < OVERLOAD_DEADLINE_MS / 1000, accepted[-5:]
+
+    with overload_server.client() as client:
+        metrics = client.get("/metrics").text
+    rejected = re.search(r'^harmscan_rejected_total\{lane="long",reason="queue_full"\} (\S+)$', metrics, re.M)
+    assert rejected and float(rejected.group(1)) == sum(r.status_code == 429 for r in refused)
+    assert re.search(r'^harmscan_queue_windows\{lane="long"\} 0\.0$', metrics, re.M)  # all answered: empty
 
 
 # -- 3. audit log failing closed, /metrics behind the key, and the wrapper (a second server) ---------------

@@ -210,9 +210,9 @@ class CountingClassifier:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def scan(self, texts: list[str], thresholds: Any = None, return_spans: bool = False) -> Any:
+    def scan(self, texts: list[str], thresholds: Any = None, return_spans: bool = False, *, policy: Any = None) -> Any:
         self.calls.append(len(texts))
-        return self.inner.scan(texts, thresholds=thresholds, return_spans=return_spans)
+        return self.inner.scan(texts, thresholds=thresholds, return_spans=return_spans, policy=policy)
 
 
 def _concurrent(engine: Any, texts: list[str], thresholds: list[Any]) -> list[Any]:
@@ -265,14 +265,14 @@ def test_long_texts_are_not_merged_and_overload_is_a_503(bundle: Path) -> None:
 
     async def busy_model() -> None:
         # Hold the model for longer than the server's queueing limit: the next request is refused.
-        await engine._in_thread([("warm", None, False)])
+        await engine.long_lane.run(engine.score_items, [("warm", None, False)])
         other_request = object()
-        await engine._limiter.acquire_on_behalf_of(other_request)
+        await engine.long_lane.limiter.acquire_on_behalf_of(other_request)
         try:
             with pytest.raises(Overloaded) as err:
                 await engine.scan([long_text])
         finally:
-            engine._limiter.release_on_behalf_of(other_request)
+            engine.long_lane.limiter.release_on_behalf_of(other_request)
         assert err.value.status == 503 and err.value.headers["Retry-After"] == "1"
 
     anyio.run(busy_model)
