@@ -64,12 +64,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def long_text(chars: int) -> str:
-    """`chars` characters of prose (the LONG_SENTENCES, numbered, repeated)."""
+def long_text(chars: int, sentences: tuple[str, ...] = LONG_SENTENCES) -> str:
+    """`chars` characters of prose (`sentences`, numbered, repeated)."""
     parts: list[str] = []
     size = i = 0
     while size < chars:
-        part = f"{i}. {LONG_SENTENCES[i % len(LONG_SENTENCES)]} "
+        part = f"{i}. {sentences[i % len(sentences)]} "
         parts.append(part)
         size += len(part)
         i += 1

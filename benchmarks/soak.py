@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 import psutil  # a BentoML dependency
+import serve_load  # this folder is on sys.path when the script runs
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "HARMSCAN_SOAK_KEYS"
@@ -79,23 +80,11 @@ WORKER_MARK = "_bentoml_impl.worker"
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+    return serve_load.percentile(values, q) if values else None
 
 
 def long_text(chars: int) -> str:
-    parts: list[str] = []
-    size = i = 0
-    while size < chars:
-        part = f"{i}. {LONG_SENTENCES[i % len(LONG_SENTENCES)]} "
-        parts.append(part)
-        size += len(part)
-        i += 1
-    return "".join(parts)[:chars]
+    return serve_load.long_text(chars, LONG_SENTENCES)
 
 
 @dataclass
