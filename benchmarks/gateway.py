@@ -90,6 +90,10 @@ def split_chunks(text: str, size: int) -> list[str]:
 def _handler() -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real server: no connection set-up in the figures
+        # TCP_NODELAY, as uvicorn (vLLM) and llama.cpp's server set: http.server writes the headers and the
+        # body in two segments, and on a kept-alive connection Nagle's algorithm then waits for the delayed
+        # ACK of the first (~40 ms on Linux) before sending the second, a stall no real upstream has.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
