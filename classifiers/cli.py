@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scan",
         help="score a file of texts (JSONL, CSV, Parquet, text, stdin) with a bundle; resumable",
-        description="Score every text of INPUT and write one row per text: {id, scores, flagged, decision}. "
+        description="Score every text of INPUT and write one row per text: {id, scores, flagged, decision, language}. "
         "Bad rows go to an errors file with their line number; --resume continues an interrupted scan exactly. "
         "Exit status: 0 when the scan finished (an empty input gives an empty output), 1 when no row could be "
         "scored or more than --max-errors rows failed, 2 for a usage, input or bundle error.",
