@@ -151,3 +151,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, *, name: str = "harmscan serve",
+                     timeout_s: float = 90) -> None:
+    """Poll `url`/readyz until the server `proc` (started in its own session) answers 200; fail the test with
+    the log's tail if it exits first or is not ready in time (then its whole process group is killed)."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pytest.fail(f"{name} was not ready within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)

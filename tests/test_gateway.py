@@ -24,7 +24,7 @@ pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from classifier_helpers import BENIGN, VIOLENT, free_port, violence_bundle  # noqa: E402
+from classifier_helpers import BENIGN, VIOLENT, free_port, violence_bundle, wait_until_ready  # noqa: E402
 
 KEY = "gw-test-key-5c2e"
 CANARY = "quokka-canary-gw-77"  # in every prompt and completion: must never reach the log or the audit
@@ -152,19 +152,8 @@ def _start(args: list[str], tmp: Path) -> tuple[Server, subprocess.Popen[bytes]]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, log, audit), proc
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"{args[0]} was not ready within 90 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    wait_until_ready(proc, url, log, name=args[0])
+    return Server(url, log, audit), proc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 hypothesis = pytest.importorskip("hypothesis")
 
-from classifier_helpers import free_port  # noqa: E402
+from classifier_helpers import free_port, wait_until_ready  # noqa: E402
 
 MAX_EXAMPLES = 25
 
@@ -40,18 +39,7 @@ def server_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"harmscan serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server was not ready within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_until_ready(proc, url, log)
         yield url
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     finally:

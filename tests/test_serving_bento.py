@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from classifier_helpers import free_port  # noqa: E402
+from classifier_helpers import free_port, wait_until_ready  # noqa: E402
 
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
@@ -40,16 +39,7 @@ def test_bento_builds_offline_and_serves(tiny_model_dir: Path, tmp_path: Path) -
                                 stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_until_ready(proc, url, log, name="bentoml serve")
         info = httpx.get(url + "/v1/labels").json()
         assert info["model"]["bundle_fingerprint"] == Bundle.load(bundle).fingerprint
         resp = httpx.post(url + "/v1/scan", json={"texts": ["hello"]})

@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 
-from classifier_helpers import free_port  # noqa: E402
+from classifier_helpers import free_port, wait_until_ready  # noqa: E402
 
 from harmscan.errors import InputError  # noqa: E402
 
@@ -69,19 +69,8 @@ def _start(bundle: Path, tmp: Path, audit: Path, *extra: str, env_extra: dict[st
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"harmscan serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, port, log, audit, proc)
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server was not ready within 90 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    wait_until_ready(proc, url, log)
+    return Server(url, port, log, audit, proc)
 
 
 def _stop(server: Server) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from classifier_helpers import free_port  # noqa: E402
+from classifier_helpers import free_port, wait_until_ready  # noqa: E402
 
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
@@ -74,19 +74,7 @@ def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         # Own process group: BentoML starts worker processes that must go down with it.
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"harmscan serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the server was not ready within 90 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    wait_until_ready(proc, url, log)
     yield Server(url, log, audit, proc)
     proc.send_signal(signal.SIGTERM)
     try:

@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("bentoml")
 httpx = pytest.importorskip("httpx")
 
-from classifier_helpers import free_port  # noqa: E402
+from classifier_helpers import free_port, wait_until_ready  # noqa: E402
 
 # About 95,000 characters: many token windows, so that the long lane stays busy for seconds.
 LONG = "a long post that goes on and on about many things " * 1900
@@ -48,19 +48,8 @@ def _start(bundle: Path, tmp: Path, port: int, *extra: str) -> tuple[subprocess.
     with open(log, "wb") as out:
         # Own session, so that a failing test can still kill everything it started.
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"harmscan serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc, log
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            _kill(proc)
-            pytest.fail(f"the server was not ready within 90 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    wait_until_ready(proc, f"http://127.0.0.1:{port}", log)
+    return proc, log
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
